@@ -1,0 +1,177 @@
+"""The run configuration tree: one dataclass per component, loadable from YAML and
+overridable with dotted keys (`train.lr=3e-3`); the resolved tree is saved with every run."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from budgetlm.data.config import DataConfig
+from budgetlm.errors import UserError, closest
+from budgetlm.evaluate.config import EvalConfig, SampleConfig
+from budgetlm.model.config import ModelConfig
+from budgetlm.train.config import CheckpointConfig, TrainConfig
+
+
+@dataclass
+class RunConfig:
+    """Everything a run needs; `budgetlm pretrain --config run.yaml` reproduces a run."""
+
+    name: str | None = None
+    """Run name; the run directory is `out_dir/name` (default: size and start time)."""
+    out_dir: str = "runs"
+    budget: str = "5m"
+    """Compute budget: time (90s, 5m, 2h, 1h30m), tokens (50Mtok), FLOPs (1e15flop) or steps."""
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    samples: SampleConfig = field(default_factory=SampleConfig)
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """The config tree as plain dicts (for YAML and JSON)."""
+    return dataclasses.asdict(config)
+
+
+def from_dict(cls: type, values: dict[str, Any], where: str = "") -> Any:
+    """Build dataclass `cls` from nested dicts, rejecting unknown keys and wrong types."""
+    if not isinstance(values, dict):
+        raise UserError(f"config section '{where or 'top level'}' must be a mapping, got {values!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in values.items():
+        path = f"{where}.{key}" if where else key
+        if key not in names:
+            raise UserError(
+                f"unknown config key '{path}'{closest(key, names)}; "
+                f"valid keys here: {', '.join(names)}"
+            )
+        kwargs[key] = _coerce(hints[key], value, path)
+    return cls(**kwargs)
+
+
+def _coerce(hint: Any, value: Any, path: str) -> Any:
+    """Check `value` against the type hint `hint`, converting ints to floats where allowed."""
+    if dataclasses.is_dataclass(hint):
+        return from_dict(hint, value if value is not None else {}, path)
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(hint)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(arg, value, path)
+            except UserError as e:
+                errors.append(str(e))
+        raise UserError(errors[0])
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list | tuple):
+            raise UserError(f"config key '{path}' must be a list, got {value!r}")
+        return [_coerce(item, v, f"{path}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        key_t, val_t = typing.get_args(hint)
+        if not isinstance(value, dict):
+            raise UserError(f"config key '{path}' must be a mapping, got {value!r}")
+        return {_coerce(key_t, k, path): _coerce(val_t, v, f"{path}.{k}") for k, v in value.items()}
+    if hint is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if hint is float and isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    if hint is int and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if hint is str and isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, hint) and not (hint is int and isinstance(value, bool)):
+        return value
+    raise UserError(f"config key '{path}' must be {hint.__name__}, got {value!r}")
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Split `train.lr=3e-3` into ('train.lr', 0.003); values are parsed as YAML scalars."""
+    if "=" not in text:
+        raise UserError(f"override '{text}' must look like key=value, e.g. train.lr=3e-3")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip(), value
+
+
+def apply_overrides(values: dict[str, Any], overrides: list[tuple[str, Any]]) -> dict[str, Any]:
+    """Set dotted keys in a nested dict (validation happens in `from_dict`)."""
+    for key, value in overrides:
+        node = values
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise UserError(f"config key '{key}': '{part}' is not a section")
+        node[parts[-1]] = value
+    return values
+
+
+def load_config(path: str | Path | None = None, overrides: list[tuple[str, Any]] = ()) -> RunConfig:
+    """Defaults, then the YAML file, then the overrides; unknown keys are errors."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        values = read_yaml(path)
+    values = apply_overrides(values, list(overrides))
+    try:
+        return from_dict(RunConfig, values)
+    except UserError as e:
+        where = f"{path}: " if path is not None else ""
+        raise UserError(f"{where}{e}") from None
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """A YAML mapping from a file, with a clear error when missing or malformed."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file {path} does not exist; check the path given to --config")
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise UserError(f"config file {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(values, dict):
+        raise UserError(f"config file {path} must hold a mapping of keys, not {type(values).__name__}")
+    return values
+
+
+def save_config(config: RunConfig, path: str | Path) -> None:
+    """Write the config as YAML atomically (temp file + rename)."""
+    write_text_atomic(path, yaml.safe_dump(to_dict(config), sort_keys=False))
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write a text file so that readers see the old or the new content, never a part."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,29 @@
+"""Configuration of the data a run trains on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+DEFAULT_SOURCES = ("builtin:prose", "builtin:code")
+
+
+@dataclass
+class DataConfig:
+    """Where training text comes from and how it is prepared and mixed."""
+
+    sources: list[str] = field(default_factory=lambda: list(DEFAULT_SOURCES))
+    """Source specs (`[domain=]path|glob|builtin:NAME`); ignored when `prepared` is set."""
+    prepared: str | None = None
+    """A prepared dataset directory (from `budgetlm prepare`) to train on as is."""
+    vocab_size: int = 4096
+    """BPE vocabulary size when a tokenizer is trained."""
+    val_fraction: float = 0.05
+    """Share of documents per domain held out for validation."""
+    text_field: str = "text"
+    """Field holding the text in JSONL sources."""
+    cache_dir: str | None = None
+    """Where prepared sources are cached (default: $BUDGETLM_CACHE or ~/.cache/budgetlm)."""
+    weights: dict[str, float] | None = None
+    """Mixture weight per domain; default: each domain's share of training tokens."""
+    seed: int = 0
+    """Seed of the train/validation split."""

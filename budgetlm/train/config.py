@@ -1,0 +1,51 @@
+"""Configuration of the optimisation: optimizer, schedule, batch, precision, checkpoints."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class TrainConfig:
+    """How the model is optimised; the budget decides how long."""
+
+    lr: float = 3e-3
+    """Peak learning rate."""
+    min_lr_ratio: float = 0.0
+    """Final learning rate as a share of the peak (0: decay to zero, fully annealed)."""
+    schedule: str = "wsd"
+    """'wsd' (warmup-stable-decay) or 'cosine'."""
+    warmup_fraction: float = 0.05
+    """Share of the planned steps spent warming up linearly."""
+    decay_fraction: float = 0.2
+    """Share of the planned steps spent decaying (WSD only)."""
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 1.0
+    """Clip the global gradient norm to this (0 disables)."""
+    batch_size: int = 32
+    """Sequences per optimizer step (global)."""
+    micro_batch_size: int = 16
+    """Sequences per forward/backward pass; batch_size / micro_batch_size steps are accumulated."""
+    precision: str = "bf16"
+    """'bf16' (autocast, fp32 master weights) or 'fp32'."""
+    device: str = "auto"
+    """'auto' (cuda if available, else cpu), 'cpu' or 'cuda'."""
+    compile: bool = False
+    """Wrap the model in torch.compile."""
+    seed: int = 0
+    log_every: int = 10
+    """Optimizer steps between logged training records."""
+
+
+@dataclass
+class CheckpointConfig:
+    """When checkpoints are written and which are kept."""
+
+    every: float = 0.25
+    """Write a checkpoint each time this share of the budget has been used (0 disables)."""
+    keep_last: int = 2
+    """Periodic checkpoints to keep (the pre-decay and final ones are always kept)."""
+    pre_decay: bool = True
+    """Keep the last checkpoint before the learning-rate decay (to continue training later)."""
