@@ -1,0 +1,3 @@
+from budgetlm.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,143 @@
+"""Command-line interface: argument parsing only; each subcommand calls a function in api."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from budgetlm import __version__
+from budgetlm.errors import UserError
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `budgetlm` command; user errors print one line and exit 2."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        overrides = parse_dotted_overrides(extra, allow=args.command == "pretrain")
+        args.handler(args, overrides)
+    except UserError as e:
+        print(f"budgetlm {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"budgetlm {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="budgetlm",
+        description="Pre-train and continually pre-train language models under a compute budget.",
+    )
+    parser.add_argument("--version", action="version", version=f"budgetlm {__version__}")
+    sub = parser.add_subparsers(dest="command", title="commands", metavar="COMMAND")
+
+    p = sub.add_parser("prepare", help="turn text sources into a tokenized, sharded dataset",
+                       description="Turn text sources into a prepared dataset: tokenizer.json, "
+                       "manifest.json and token shards with a per-domain validation split.")
+    p.add_argument("--data", nargs="+", required=True, metavar="SRC",
+                   help="[domain=]file, folder, glob, JSONL file or builtin:code|prose|arith")
+    p.add_argument("--out", required=True, help="directory to create")
+    p.add_argument("--vocab-size", type=int, default=4096)
+    p.add_argument("--val-fraction", type=float, default=0.05)
+    p.add_argument("--text-field", default="text", help="JSONL field holding the text")
+    p.add_argument("--tokenizer", help="reuse this tokenizer.json (or a directory holding one)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(handler=run_prepare)
+
+    p = sub.add_parser("pretrain", help="pre-train a model from scratch within a budget",
+                       description="Pre-train a model within a budget. Any config key can be "
+                       "overridden as --section.key VALUE (e.g. --train.lr 3e-3).")
+    p.add_argument("--config", help="YAML config file (e.g. a run's config.yaml)")
+    p.add_argument("--data", nargs="+", metavar="SRC", help="text sources (see `prepare`)")
+    p.add_argument("--prepared", metavar="DIR", help="a prepared dataset directory")
+    p.add_argument("--model", metavar="SIZE", help="nano, micro, tiny, small, medium, base")
+    p.add_argument("--budget", help="90s, 5m, 2h, 50Mtok, 1e15flop or 2000steps (default 5m)")
+    p.add_argument("--out", metavar="DIR", help="run directory (default runs/<size>-<time>)")
+    p.add_argument("--resume", action="store_true", help="continue a killed run from its last checkpoint")
+    p.set_defaults(handler=run_pretrain)
+
+    p = sub.add_parser("generate", help="sample text from a trained run",
+                       description="Continue a prompt with a trained run's model.")
+    p.add_argument("--run", required=True, metavar="DIR", help="run directory")
+    p.add_argument("prompt")
+    p.add_argument("--max-new-tokens", type=int, default=200)
+    p.add_argument("--temperature", type=float, default=0.8)
+    p.add_argument("--top-k", type=int, default=50)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(handler=run_generate)
+    return parser
+
+
+def parse_dotted_overrides(extra: list[str], allow: bool) -> list[tuple[str, Any]]:
+    """`--train.lr 3e-3` / `--train.lr=3e-3` pairs into (key, value) config overrides."""
+    from budgetlm.config import parse_override
+
+    overrides, i = [], 0
+    while i < len(extra):
+        arg = extra[i]
+        if not (allow and arg.startswith("--") and "." in arg.split("=", 1)[0]):
+            raise UserError(f"unrecognized argument '{arg}'; see `budgetlm --help`")
+        if "=" in arg:
+            overrides.append(parse_override(arg[2:]))
+            i += 1
+        elif i + 1 < len(extra):
+            overrides.append(parse_override(f"{arg[2:]}={extra[i + 1]}"))
+            i += 2
+        else:
+            raise UserError(f"override {arg} needs a value, e.g. {arg} VALUE")
+    return overrides
+
+
+def run_prepare(args: argparse.Namespace, overrides: list[tuple[str, Any]]) -> None:
+    from budgetlm import api
+
+    manifest = api.prepare(args.data, args.out, vocab_size=args.vocab_size,
+                           val_fraction=args.val_fraction, text_field=args.text_field,
+                           seed=args.seed, tokenizer=args.tokenizer)
+    for domain, info in manifest["domains"].items():
+        print(f"{domain}: {info['train']['tokens']:,} train tokens, {info['val']['tokens']:,} "
+              f"validation tokens ({info['train']['documents']:,}/{info['val']['documents']:,} documents)")
+    print(f"prepared dataset written to {args.out}")
+
+
+def run_pretrain(args: argparse.Namespace, overrides: list[tuple[str, Any]]) -> None:
+    from budgetlm import api
+    from budgetlm.config import load_config
+
+    flags: list[tuple[str, Any]] = []
+    if args.data:
+        flags.append(("data.sources", args.data))
+    if args.prepared:
+        flags.append(("data.prepared", args.prepared))
+    if args.model:
+        flags.append(("model.size", args.model))
+    if args.budget:
+        flags.append(("budget", args.budget))
+    if args.out:
+        out = Path(args.out)
+        flags += [("out_dir", str(out.parent)), ("name", out.name)]
+    if args.resume and (args.config or args.data or args.prepared or args.model or args.budget
+                        or overrides):
+        raise UserError("--resume continues a run with its saved config.yaml; pass only --out "
+                        "(and nothing that changes the config)")
+    config = load_config(args.config, flags + overrides)
+    api.pretrain(config, resume=args.resume)
+
+
+def run_generate(args: argparse.Namespace, overrides: list[tuple[str, Any]]) -> None:
+    from budgetlm import api
+
+    text = api.generate(args.run, args.prompt, max_new_tokens=args.max_new_tokens,
+                        temperature=args.temperature, top_k=args.top_k, seed=args.seed)
+    print(args.prompt + text)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,164 @@
+"""Shape of the decoder: named size presets and the `ModelConfig` dataclass that resolves them."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+from budgetlm.errors import UserError, closest
+
+# Named presets, ordered small -> large. Parameter counts (tied embeddings, SwiGLU width
+# ~8/3*d_model) are at vocab 4096 except "base", which is sized at vocab 32000:
+#   nano 0.93M, micro 3.0M, tiny 7.5M, small 25.3M, medium 48.1M, base 125.3M.
+# Head dim is 32 for the two smallest and 64 from "tiny" up; the three largest use
+# grouped-query attention (Ainslie et al., "GQA: Training Generalized Multi-Query
+# Transformer Models from Multi-Head Checkpoints") with 2-3 query heads per key/value head.
+MODEL_SIZES: dict[str, dict[str, int]] = {
+    "nano": {"d_model": 128, "n_layers": 2, "n_heads": 4},
+    "micro": {"d_model": 192, "n_layers": 5, "n_heads": 6},
+    "tiny": {"d_model": 256, "n_layers": 8, "n_heads": 4},
+    "small": {"d_model": 512, "n_layers": 8, "n_heads": 8, "n_kv_heads": 4},
+    "medium": {"d_model": 640, "n_layers": 10, "n_heads": 10, "n_kv_heads": 5},
+    "base": {"d_model": 768, "n_layers": 16, "n_heads": 12, "n_kv_heads": 4},
+}
+
+CUSTOM = "custom"
+
+
+def swiglu_hidden(d_model: int, multiple_of: int = 32) -> int:
+    """SwiGLU width ~8/3*d_model rounded up to `multiple_of`: keeps the FFN's parameter count
+    equal to a 4*d_model GELU MLP (Shazeer, "GLU Variants Improve Transformer")."""
+    return multiple_of * math.ceil(8 * d_model / 3 / multiple_of)
+
+
+@dataclass
+class ModelConfig:
+    """Shape of the Llama-style decoder. `size` picks a preset; any field set explicitly
+    overrides it. Call `resolved(vocab_size)` to get the filled-in, validated copy."""
+
+    size: str = "micro"
+    """A MODEL_SIZES key, or "custom" (then d_model, n_layers and n_heads are required)."""
+    vocab_size: int | None = None
+    """Number of token ids; filled from the tokenizer when None."""
+    d_model: int | None = None
+    """Width of the residual stream."""
+    n_layers: int | None = None
+    """Number of transformer blocks."""
+    n_heads: int | None = None
+    """Query heads; head dim = d_model / n_heads and must be even (RoPE rotates pairs)."""
+    n_kv_heads: int | None = None
+    """Key/value heads: None -> n_heads (multi-head); fewer -> grouped-query attention."""
+    ffn_hidden: int | None = None
+    """SwiGLU hidden width; None -> ~8/3*d_model rounded up to a multiple of 32."""
+    seq_len: int = 256
+    """Context length in tokens (the longest sequence the model accepts)."""
+    tie_embeddings: bool = True
+    """Share one matrix between the token embedding and the output head."""
+    rope_theta: float = 10000.0
+    """RoPE base (Su et al., "RoFormer: Enhanced Transformer with Rotary Position Embedding")."""
+    norm_eps: float = 1e-5
+    """Epsilon inside RMSNorm's square root."""
+    init_std: float = 0.02
+    """Std of the normal init of linears and embeddings (residual outputs are scaled down)."""
+
+    def resolved(self, vocab_size: int | None = None) -> ModelConfig:
+        """A copy with every field filled from the preset (explicit fields win) and validated.
+
+        `vocab_size` is the tokenizer's; it fills `self.vocab_size` when that is None.
+        Raises UserError naming the `model.*` key and the fix.
+        """
+        if self.size == CUSTOM:
+            preset: dict[str, int] = {}
+            missing = [k for k in ("d_model", "n_layers", "n_heads") if getattr(self, k) is None]
+            if missing:
+                keys = ", ".join(f"model.{k}" for k in missing)
+                raise UserError(
+                    f"model.size is 'custom' but {keys} not set: set them, or pick a preset "
+                    f"size ({', '.join(MODEL_SIZES)})"
+                )
+        elif self.size in MODEL_SIZES:
+            preset = MODEL_SIZES[self.size]
+        else:
+            raise UserError(
+                f"model.size: unknown size {self.size!r}{closest(str(self.size), MODEL_SIZES)}; "
+                f"choose one of {', '.join(MODEL_SIZES)} or 'custom'"
+            )
+
+        def pick(key: str) -> int | None:
+            value = getattr(self, key)
+            return value if value is not None else preset.get(key)
+
+        vocab = self.vocab_size if self.vocab_size is not None else vocab_size
+        if vocab is None:
+            raise UserError(
+                "model.vocab_size is not set and no tokenizer vocab size was given: set "
+                "model.vocab_size or resolve the config with the tokenizer's vocab size"
+            )
+        if self.vocab_size is not None and vocab_size is not None and self.vocab_size < vocab_size:
+            raise UserError(
+                f"model.vocab_size is {self.vocab_size} but the tokenizer has {vocab_size} tokens: "
+                f"set model.vocab_size >= {vocab_size} or leave it unset"
+            )
+        d_model = pick("d_model")
+        n_heads = pick("n_heads")
+        n_kv_heads = pick("n_kv_heads")
+        out = dataclasses.replace(
+            self,
+            vocab_size=vocab,
+            d_model=d_model,
+            n_layers=pick("n_layers"),
+            n_heads=n_heads,
+            n_kv_heads=n_kv_heads if n_kv_heads is not None else n_heads,
+        )
+        _check_positive_ints(out, ("vocab_size", "d_model", "n_layers", "n_heads", "n_kv_heads"))
+        if out.ffn_hidden is None:
+            out.ffn_hidden = swiglu_hidden(out.d_model)
+        _check_positive_ints(out, ("ffn_hidden", "seq_len"))
+        for key in ("rope_theta", "norm_eps", "init_std"):
+            value = getattr(out, key)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+                raise UserError(f"model.{key} must be a positive number, got {value!r}")
+        if not isinstance(out.tie_embeddings, bool):
+            raise UserError(
+                f"model.tie_embeddings must be true or false, got {out.tie_embeddings!r}"
+            )
+
+        if out.d_model % out.n_heads:
+            raise UserError(
+                f"model.d_model ({out.d_model}) is not divisible by model.n_heads "
+                f"({out.n_heads}): choose n_heads that divides d_model"
+            )
+        head_dim = out.d_model // out.n_heads
+        if head_dim % 2:
+            raise UserError(
+                f"model.d_model / model.n_heads = {head_dim} is odd, but RoPE rotates pairs of "
+                f"dimensions: choose d_model and n_heads so the head dim is even"
+            )
+        if out.n_heads % out.n_kv_heads:
+            raise UserError(
+                f"model.n_heads ({out.n_heads}) is not divisible by model.n_kv_heads "
+                f"({out.n_kv_heads}): choose n_kv_heads that divides n_heads"
+            )
+        return out
+
+    def is_resolved(self) -> bool:
+        """True when every shape field is filled in (as `resolved()` returns)."""
+        return all(
+            getattr(self, key) is not None
+            for key in ("vocab_size", "d_model", "n_layers", "n_heads", "n_kv_heads", "ffn_hidden")
+        )
+
+    @property
+    def head_dim(self) -> int:
+        """Per-head width d_model / n_heads (resolved configs only)."""
+        if self.d_model is None or self.n_heads is None:
+            raise ValueError("head_dim needs a resolved ModelConfig; call .resolved() first")
+        return self.d_model // self.n_heads
+
+
+def _check_positive_ints(config: ModelConfig, keys: tuple[str, ...]) -> None:
+    for key in keys:
+        value = getattr(config, key)
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise UserError(f"model.{key} must be a positive integer, got {value!r}")

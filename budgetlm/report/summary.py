@@ -1,0 +1,82 @@
+"""The printed end-of-run summary, built only from the run directory's files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from budgetlm.errors import UserError
+
+
+def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
+    """All records of a run's metrics.jsonl (a torn last line from a killed run is ignored)."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        raise UserError(f"{path} does not exist; is {run_dir} a budgetlm run directory?")
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            continue
+    return records
+
+
+def summarize(run_dir: str | Path) -> str:
+    """What the run did: tokens, throughput, validation loss per domain against the data's
+    unigram entropy, and where the budget went."""
+    records = read_metrics(run_dir)
+    start = _last(records, "start")
+    end = _last(records, "end")
+    if start is None or end is None:
+        raise UserError(f"run {run_dir} has not finished; resume it with `budgetlm pretrain --resume --out {run_dir}`")
+    evals = [r for r in records if r["type"] == "eval"]
+    first, last = evals[0]["val_loss"], evals[-1]["val_loss"]
+    seconds = end["seconds"]
+    budget_time = seconds["steps"] + seconds["eval"] + seconds["checkpoint"]
+    lines = [
+        f"run {run_dir}: {end['steps']:,} steps, {end['tokens']:,} tokens in "
+        f"{_dur(budget_time)} of training (budget {start['budget']})",
+        f"model: {start['model_size']}, {start['parameters']['total']:,} parameters "
+        f"({start['parameters']['non_embedding']:,} non-embedding), "
+        f"{start['flops_per_token'] / 1e6:.1f} MFLOP/token, on {start['device']} ({start['precision']})",
+        f"throughput: {end['tokens_per_s']:,.0f} tokens/s in training steps, "
+        f"{end['flops'] / max(1e-9, seconds['steps']) / 1e12:.2f} TFLOP/s",
+        "validation loss (nats/token)   start -> final   unigram entropy of the data",
+    ]
+    entropy = start.get("unigram_entropy", {})
+    for domain in last:
+        h = entropy.get(domain)
+        lines.append(
+            f"  {domain:<28} {first[domain]:6.3f} -> {last[domain]:6.3f}"
+            + (f"   {h:6.3f}" if h is not None else "")
+        )
+    shares = [
+        ("training steps", seconds["steps"]),
+        ("evaluation", seconds["eval"]),
+        ("checkpoints", seconds["checkpoint"]),
+    ]
+    lines.append(
+        "where the budget went: "
+        + ", ".join(f"{name} {_dur(s)} ({100 * s / max(1e-9, budget_time):.0f}%)" for name, s in shares)
+    )
+    lines.append(
+        f"outside the budget: data preparation {_dur(seconds.get('data', 0.0))}, "
+        f"model setup {_dur(seconds.get('setup', 0.0))}, samples {_dur(seconds.get('samples', 0.0))}"
+    )
+    lines.append(f"samples: {Path(run_dir) / 'samples.txt'}")
+    return "\n".join(lines)
+
+
+def _last(records: list[dict[str, Any]], kind: str) -> dict[str, Any] | None:
+    found = [r for r in records if r["type"] == kind]
+    return found[-1] if found else None
+
+
+def _dur(seconds: float) -> str:
+    seconds = float(seconds)
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    m, s = divmod(round(seconds), 60)
+    return f"{m // 60}h{m % 60:02d}m" if m >= 60 else f"{m}m{s:02d}s"

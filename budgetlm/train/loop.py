@@ -1,0 +1,287 @@
+"""The training loop: optimizer steps until the budget's planned total, with periodic
+evaluation and atomic checkpoints. What the budget allows is decided by the controller it is
+given (budget/); where batches come from is decided by the sampler it is given (data/)."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from budgetlm.errors import UserError
+from budgetlm.evaluate.config import EvalConfig
+from budgetlm.evaluate.loss import validation_loss
+from budgetlm.train.checkpoint import load_optimizer, load_weights, prune_checkpoints, save_checkpoint
+from budgetlm.train.config import CheckpointConfig, TrainConfig
+from budgetlm.train.metrics import MetricsLog
+from budgetlm.train.progress import Progress, format_duration
+
+
+class BatchSource(Protocol):
+    def next_batch(self, n: int) -> np.ndarray: ...
+    def state_dict(self) -> dict: ...
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+class Schedule(Protocol):
+    def lr_factor(self, step: int, total: int) -> float: ...
+    def can_replan(self, step: int, total: int) -> bool: ...
+    def decay_start(self, total: int) -> int: ...
+
+
+class Planner(Protocol):
+    def initial_total(self) -> int: ...
+    def observe_step(self, seconds: float) -> None: ...
+    def observe_overhead(self, kind: str, seconds: float) -> None: ...
+    def seconds_per_step(self) -> float | None: ...
+    def overhead(self, kind: str, default: float = 0.0) -> float: ...
+    def replan(self, steps_done: int, elapsed: float, reserve_seconds: float) -> int: ...
+    def used(self, steps_done: int, elapsed: float, total: int) -> float: ...
+    def state_dict(self) -> dict: ...
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+@dataclass
+class TrainState:
+    """Counters that a checkpoint restores; `seconds` is where the training time went."""
+
+    step: int = 0
+    tokens: int = 0
+    total_steps: int = 0
+    elapsed: float = 0.0
+    evals_done: int = 0
+    checkpoints_done: int = 0
+    pre_decay_saved: bool = False
+    seconds: dict[str, float] = field(
+        default_factory=lambda: {"steps": 0.0, "eval": 0.0, "checkpoint": 0.0}
+    )
+
+
+@dataclass
+class TrainResult:
+    state: TrainState
+    val_loss: dict[str, float]
+    tokens_per_second: float
+
+
+class Trainer:
+    """Runs optimizer steps with gradient accumulation, bf16 autocast and clipping."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        batches: BatchSource,
+        schedule: Schedule,
+        planner: Planner,
+        val_streams: Mapping[str, np.ndarray],
+        run_dir: Path,
+        train: TrainConfig,
+        evaluation: EvalConfig,
+        checkpoint: CheckpointConfig,
+        metrics: MetricsLog,
+        progress: Progress,
+        device: torch.device,
+        seq_len: int,
+        extra_state: Callable[[], dict[str, Any]] = dict,
+    ) -> None:
+        if train.batch_size % train.micro_batch_size:
+            raise UserError(
+                f"train.batch_size ({train.batch_size}) must be a multiple of "
+                f"train.micro_batch_size ({train.micro_batch_size})"
+            )
+        if train.precision not in ("bf16", "fp32"):
+            raise UserError(f"train.precision must be 'bf16' or 'fp32', got '{train.precision}'")
+        self.model, self.optimizer, self.batches = model, optimizer, batches
+        self.forward = torch.compile(model) if train.compile else model
+        self.schedule, self.planner = schedule, planner
+        self.val_streams = val_streams
+        self.run_dir = Path(run_dir)
+        self.cfg, self.eval_cfg, self.ckpt_cfg = train, evaluation, checkpoint
+        self.metrics, self.progress = metrics, progress
+        self.device, self.seq_len = device, seq_len
+        self.extra_state = extra_state
+        self.accum = train.batch_size // train.micro_batch_size
+        self.tokens_per_step = train.batch_size * seq_len
+        self.state = TrainState()
+        self._started = 0.0
+        self._saved_step = -1
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """bf16 autocast on CPU (AMX) and CUDA; fp32 when asked."""
+        return torch.autocast(
+            self.device.type, dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16"
+        )
+
+    def restore(self, checkpoint_dir: Path, state: dict[str, Any]) -> None:
+        """Load weights, optimizer, sampler, planner and counters from a checkpoint."""
+        load_weights(checkpoint_dir, self.model)
+        load_optimizer(checkpoint_dir, self.optimizer)
+        self.batches.load_state_dict(state["sampler"])
+        self.planner.load_state_dict(state["planner"])
+        self.state = TrainState(**state["train"])
+
+    def run(self) -> TrainResult:
+        """Train to the planned total; evaluate and checkpoint along the way and at the end."""
+        s = self.state
+        self._started = time.perf_counter() - s.elapsed
+        if s.step == 0:
+            s.total_steps = self.planner.initial_total()
+            self._evaluate()
+        loss_sum = torch.zeros((), device=self.device)
+        logged_at, logged_time = s.step, self._elapsed()
+        while s.step < s.total_steps:
+            t0 = time.perf_counter()
+            lr = self.cfg.lr * self.schedule.lr_factor(s.step, s.total_steps)
+            loss, grad_norm = self._optimizer_step(lr)
+            loss_sum += loss
+            s.step += 1
+            s.tokens += self.tokens_per_step
+            step_time = time.perf_counter() - t0
+            s.seconds["steps"] += step_time
+            self.planner.observe_step(step_time)
+            self._replan()
+            if s.step == 1 or s.step % self.cfg.log_every == 0 or s.step == s.total_steps:
+                mean_loss = loss_sum.item() / (s.step - logged_at)
+                if not math.isfinite(mean_loss):
+                    raise FloatingPointError(f"training loss is {mean_loss} at step {s.step}")
+                rate = (s.step - logged_at) * self.tokens_per_step / max(
+                    1e-9, self._elapsed() - logged_time
+                )
+                self.metrics.write(
+                    "train", step=s.step, tokens=s.tokens, loss=mean_loss, lr=lr,
+                    grad_norm=float(grad_norm), tokens_per_s=rate, elapsed=self._elapsed(),
+                    total_steps=s.total_steps,
+                )
+                self._show(mean_loss, rate)
+                loss_sum.zero_()
+                logged_at, logged_time = s.step, self._elapsed()
+            if s.step < s.total_steps:
+                self._maybe_checkpoint_pre_decay()
+                self._maybe_evaluate()
+                self._maybe_checkpoint()
+        val = self._evaluate()
+        self._checkpoint(tags=["final"])
+        self.progress.close()
+        rate = s.tokens / max(1e-9, s.seconds["steps"])
+        return TrainResult(state=s, val_loss=val, tokens_per_second=rate)
+
+    def _optimizer_step(self, lr: float) -> tuple[torch.Tensor, torch.Tensor]:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        batch = torch.from_numpy(self.batches.next_batch(self.cfg.batch_size))
+        batch = batch.to(self.device, non_blocking=True)
+        total = torch.zeros((), device=self.device)
+        for micro in batch.split(self.cfg.micro_batch_size):
+            with self.autocast():
+                loss = self.forward(micro[:, :-1], micro[:, 1:])
+            (loss / self.accum).backward()
+            total += loss.detach() / self.accum
+        if self.cfg.grad_clip > 0:
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        else:
+            grad_norm = torch.zeros(())
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return total, grad_norm
+
+    def _elapsed(self) -> float:
+        return time.perf_counter() - self._started
+
+    def _replan(self) -> None:
+        s = self.state
+        if self.schedule.can_replan(s.step, s.total_steps):
+            s.total_steps = self.planner.replan(s.step, self._elapsed(), self._reserve())
+
+    def _reserve(self) -> float:
+        """Seconds still needed for evaluations and checkpoints until the end of the run."""
+        s = self.state
+        evals_left = max(0, self.eval_cfg.count - s.evals_done) + 1
+        every = self.ckpt_cfg.every
+        ckpts_left = (max(0, math.ceil(1 / every) - 1 - s.checkpoints_done) if every > 0 else 0) + 1
+        ckpts_left += int(self.ckpt_cfg.pre_decay and not s.pre_decay_saved)
+        per_step = self.planner.seconds_per_step() or 0.0
+        return evals_left * self.planner.overhead("eval", per_step) + ckpts_left * self.planner.overhead(
+            "checkpoint", per_step
+        )
+
+    def _maybe_evaluate(self) -> None:
+        s = self.state
+        if s.evals_done < self.eval_cfg.count and s.step >= math.ceil(
+            s.evals_done * s.total_steps / self.eval_cfg.count
+        ):
+            self._evaluate()
+            self._replan()
+
+    def _evaluate(self) -> dict[str, float]:
+        s = self.state
+        t0 = time.perf_counter()
+        losses = validation_loss(
+            self.model, self.val_streams, self.seq_len, self.eval_cfg.tokens_per_domain,
+            self.eval_cfg.batch_size, self.device, self.autocast,
+        )
+        seconds = time.perf_counter() - t0
+        s.seconds["eval"] += seconds
+        s.evals_done += 1
+        self.planner.observe_overhead("eval", seconds)
+        self.metrics.write("eval", step=s.step, tokens=s.tokens, elapsed=self._elapsed(),
+                           val_loss=losses, seconds=seconds)
+        shown = ", ".join(f"{d} {v:.3f}" for d, v in losses.items())
+        self.progress.message(
+            f"[{format_duration(self._elapsed())}] step {s.step}/{s.total_steps} val loss: {shown}"
+        )
+        return losses
+
+    def _maybe_checkpoint(self) -> None:
+        s, every = self.state, self.ckpt_cfg.every
+        if every > 0 and s.step >= (s.checkpoints_done + 1) * every * s.total_steps:
+            s.checkpoints_done += 1
+            if self._saved_step != s.step:  # the pre-decay checkpoint may be this very step
+                self._checkpoint(tags=[])
+                self._replan()
+
+    def _maybe_checkpoint_pre_decay(self) -> None:
+        s = self.state
+        if (
+            self.ckpt_cfg.pre_decay
+            and not s.pre_decay_saved
+            and s.step >= self.schedule.decay_start(s.total_steps)
+        ):
+            s.pre_decay_saved = True
+            self._checkpoint(tags=["pre_decay"])
+
+    def _checkpoint(self, tags: list[str]) -> None:
+        s = self.state
+        t0 = time.perf_counter()
+        s.elapsed = self._elapsed()
+        state = {
+            "tags": tags,
+            "train": asdict(s),
+            "sampler": self.batches.state_dict(),
+            "planner": self.planner.state_dict(),
+            "lr_factor": self.schedule.lr_factor(max(0, s.step - 1), s.total_steps),
+            **self.extra_state(),
+        }
+        path = save_checkpoint(self.run_dir, s.step, self.model, self.optimizer, state)
+        self._saved_step = s.step
+        prune_checkpoints(self.run_dir, self.ckpt_cfg.keep_last)
+        seconds = time.perf_counter() - t0
+        s.seconds["checkpoint"] += seconds
+        self.planner.observe_overhead("checkpoint", seconds)
+        self.metrics.write("checkpoint", step=s.step, path=str(path.relative_to(self.run_dir)),
+                           tags=tags, seconds=seconds)
+
+    def _show(self, loss: float, rate: float) -> None:
+        s = self.state
+        elapsed = self._elapsed()
+        used = self.planner.used(s.step, elapsed, s.total_steps)
+        per_step = self.planner.seconds_per_step() or 0.0
+        eta = (s.total_steps - s.step) * per_step + self._reserve()
+        self.progress.update(s.step, s.total_steps, loss, rate, used, eta)
