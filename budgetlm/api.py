@@ -59,11 +59,21 @@ def prepare(
     log: Log = print,
 ) -> dict:
     """Turn text sources into a prepared dataset directory; returns its manifest."""
-    return prepare_dataset(sources, out, vocab_size=vocab_size, val_fraction=val_fraction,
-                           text_field=text_field, seed=seed, tokenizer=tokenizer, log=log)
+    return prepare_dataset(
+        sources,
+        out,
+        vocab_size=vocab_size,
+        val_fraction=val_fraction,
+        text_field=text_field,
+        seed=seed,
+        tokenizer=tokenizer,
+        log=log,
+    )
 
 
-def pretrain(config: RunConfig | None = None, resume: bool = False, log: Log = print) -> PretrainResult:
+def pretrain(
+    config: RunConfig | None = None, resume: bool = False, log: Log = print
+) -> PretrainResult:
     """Pre-train a model from scratch within the configured budget (or resume a killed run),
     then write samples and print a summary."""
     config = dataclasses.replace(config) if config else RunConfig()
@@ -91,14 +101,20 @@ def pretrain(config: RunConfig | None = None, resume: bool = False, log: Log = p
     optimizer = build_adamw(model, config.train, device)
     sampler = MixtureSampler(
         {d: dataset.tokens("train", d) for d in dataset.domains},
-        config.model.seq_len, config.data.weights, config.train.seed,
+        config.model.seq_len,
+        config.data.weights,
+        config.train.seed,
     )
     tokens_per_step = config.train.batch_size * config.model.seq_len
     planner = BudgetController(
         budget, tokens_per_step, flops_per_token(config.model) * tokens_per_step
     )
-    schedule = build_schedule(config.train.schedule, config.train.warmup_fraction,
-                              config.train.decay_fraction, config.train.min_lr_ratio)
+    schedule = build_schedule(
+        config.train.schedule,
+        config.train.warmup_fraction,
+        config.train.decay_fraction,
+        config.train.min_lr_ratio,
+    )
     planner.initial_total()  # a token/FLOP budget too small for one step fails here
     created = not resume
     try:
@@ -108,9 +124,19 @@ def pretrain(config: RunConfig | None = None, resume: bool = False, log: Log = p
             shutil.copyfile(dataset.path / TOKENIZER_FILE, run_dir / TOKENIZER_FILE)
         metrics = MetricsLog(run_dir / "metrics.jsonl")
         trainer = Trainer(
-            model, optimizer, sampler, schedule, planner,
+            model,
+            optimizer,
+            sampler,
+            schedule,
+            planner,
             {d: dataset.tokens("val", d) for d in dataset.domains},
-            run_dir, config.train, config.eval, config.checkpoint, metrics, Progress(), device,
+            run_dir,
+            config.train,
+            config.eval,
+            config.checkpoint,
+            metrics,
+            Progress(),
+            device,
             config.model.seq_len,
         )
         if resume:
@@ -119,12 +145,20 @@ def pretrain(config: RunConfig | None = None, resume: bool = False, log: Log = p
         params = count_parameters(config.model)
         metrics.write(
             "resume" if resume else "start",
-            step=trainer.state.step, budget=str(budget), model_size=config.model.size,
-            parameters=params, flops_per_token=flops_per_token(config.model),
-            tokens_per_step=tokens_per_step, device=str(device), precision=config.train.precision,
-            threads=torch.get_num_threads(), data=str(dataset.path),
+            step=trainer.state.step,
+            budget=str(budget),
+            model_size=config.model.size,
+            parameters=params,
+            flops_per_token=flops_per_token(config.model),
+            tokens_per_step=tokens_per_step,
+            device=str(device),
+            precision=config.train.precision,
+            threads=torch.get_num_threads(),
+            data=str(dataset.path),
             train_tokens=dataset.token_counts("train"),
-            unigram_entropy={d: v["unigram_entropy"] for d, v in dataset.manifest["domains"].items()},
+            unigram_entropy={
+                d: v["unigram_entropy"] for d, v in dataset.manifest["domains"].items()
+            },
         )
         log(
             f"training {config.model.size} ({params['total']:,} parameters) on "
@@ -142,8 +176,14 @@ def pretrain(config: RunConfig | None = None, resume: bool = False, log: Log = p
     metrics.close()
     summary = summarize(run_dir)
     log(summary)
-    return PretrainResult(run_dir, result.val_loss, result.state.step, result.state.tokens,
-                          result.tokens_per_second, summary)
+    return PretrainResult(
+        run_dir,
+        result.val_loss,
+        result.state.step,
+        result.state.tokens,
+        result.tokens_per_second,
+        summary,
+    )
 
 
 def load_model(run_dir: str | Path, device: str = "cpu") -> Decoder:
@@ -180,8 +220,9 @@ def generate(
     return tokenizer.decode(new)
 
 
-def write_samples(model: Decoder, dataset: PreparedDataset, config: RunConfig, path: Path,
-                  device: torch.device) -> None:
+def write_samples(
+    model: Decoder, dataset: PreparedDataset, config: RunConfig, path: Path, device: torch.device
+) -> None:
     """Generate from the openings of a few held-out documents per domain into samples.txt."""
     cfg = config.samples
     tokenizer = dataset.tokenizer
@@ -194,8 +235,15 @@ def write_samples(model: Decoder, dataset: PreparedDataset, config: RunConfig, p
             prompt_ids = [int(t) for t in shard.document(i)[:12] if t != tokenizer.eos_id]
             if not prompt_ids:
                 continue
-            new = sample_tokens(model, prompt_ids, cfg.max_new_tokens, cfg.temperature,
-                                cfg.top_k, tokenizer.eos_id, generator)
+            new = sample_tokens(
+                model,
+                prompt_ids,
+                cfg.max_new_tokens,
+                cfg.temperature,
+                cfg.top_k,
+                tokenizer.eos_id,
+                generator,
+            )
             prompt = tokenizer.decode(prompt_ids)
             blocks.append(f"=== {domain} | prompt: {prompt!r}\n{prompt}{tokenizer.decode(new)}\n")
     path.write_text("\n".join(blocks), encoding="utf-8")
@@ -207,8 +255,15 @@ def _open_data(config: RunConfig, log: Log) -> PreparedDataset:
         return PreparedDataset(data.prepared)
     if not data.sources:
         raise UserError("no training data: pass --data SOURCE... or --prepared DIR")
-    path = prepare_cached(data.sources, data.vocab_size, data.val_fraction, data.text_field,
-                          data.seed, data.cache_dir, log)
+    path = prepare_cached(
+        data.sources,
+        data.vocab_size,
+        data.val_fraction,
+        data.text_field,
+        data.seed,
+        data.cache_dir,
+        log,
+    )
     return PreparedDataset(path)
 
 
@@ -235,8 +290,12 @@ def _resume_dir(config: RunConfig) -> Path:
         runs = [p.parent for p in out.glob("*/config.yaml")] if out.is_dir() else []
         if not runs:
             raise UserError(f"--resume: no run found under {out}; pass --out RUN_DIR")
-        run_dir = max(runs, key=lambda p: (p / "metrics.jsonl").stat().st_mtime
-                      if (p / "metrics.jsonl").exists() else 0)
+        run_dir = max(
+            runs,
+            key=lambda p: (
+                (p / "metrics.jsonl").stat().st_mtime if (p / "metrics.jsonl").exists() else 0
+            ),
+        )
     if not (run_dir / "config.yaml").is_file():
         raise UserError(f"--resume: {run_dir} is not a budgetlm run (no config.yaml); check --out")
     return run_dir
@@ -249,17 +308,29 @@ def _restore(trainer: Trainer, run_dir: Path, log: Log) -> None:
         return
     path, state = found
     if "final" in state.get("tags", []):
-        raise UserError(f"run {run_dir} already finished at step {state['step']}; nothing to resume")
+        raise UserError(
+            f"run {run_dir} already finished at step {state['step']}; nothing to resume"
+        )
     trainer.restore(path, state)
     log(f"restored {path.name} (step {state['step']})")
 
 
-def _write_end(metrics: MetricsLog, result: TrainResult, planner: BudgetController,
-               data_seconds: float, setup_seconds: float, sample_seconds: float) -> None:
+def _write_end(
+    metrics: MetricsLog,
+    result: TrainResult,
+    planner: BudgetController,
+    data_seconds: float,
+    setup_seconds: float,
+    sample_seconds: float,
+) -> None:
     s = result.state
     metrics.write(
-        "end", steps=s.step, tokens=s.tokens, val_loss=result.val_loss,
-        tokens_per_s=result.tokens_per_second, flops=s.step * planner.flops_per_step,
+        "end",
+        steps=s.step,
+        tokens=s.tokens,
+        val_loss=result.val_loss,
+        tokens_per_s=result.tokens_per_second,
+        flops=s.step * planner.flops_per_step,
         seconds=dict(s.seconds, data=data_seconds, setup=setup_seconds, samples=sample_seconds),
     )
 
@@ -270,7 +341,9 @@ def _device(name: str) -> torch.device:
     if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
         raise UserError(f"train.device must be 'auto', 'cpu' or 'cuda', got '{name}'")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError("train.device is 'cuda' but no CUDA device is available; use 'auto' or 'cpu'")
+        raise UserError(
+            "train.device is 'cuda' but no CUDA device is available; use 'auto' or 'cpu'"
+        )
     return torch.device(name)
 
 
@@ -281,5 +354,13 @@ def _run_config_path(run_dir: Path) -> Path:
     return path
 
 
-__all__ = ["PretrainResult", "prepare", "pretrain", "generate", "load_model", "load_tokenizer",
-           "ModelConfig", "RunConfig"]
+__all__ = [
+    "PretrainResult",
+    "prepare",
+    "pretrain",
+    "generate",
+    "load_model",
+    "load_tokenizer",
+    "ModelConfig",
+    "RunConfig",
+]

@@ -38,11 +38,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"budgetlm {__version__}")
     sub = parser.add_subparsers(dest="command", title="commands", metavar="COMMAND")
 
-    p = sub.add_parser("prepare", help="turn text sources into a tokenized, sharded dataset",
-                       description="Turn text sources into a prepared dataset: tokenizer.json, "
-                       "manifest.json and token shards with a per-domain validation split.")
-    p.add_argument("--data", nargs="+", required=True, metavar="SRC",
-                   help="[domain=]file, folder, glob, JSONL file or builtin:code|prose|arith")
+    p = sub.add_parser(
+        "prepare",
+        help="turn text sources into a tokenized, sharded dataset",
+        description="Turn text sources into a prepared dataset: tokenizer.json, "
+        "manifest.json and token shards with a per-domain validation split.",
+    )
+    p.add_argument(
+        "--data",
+        nargs="+",
+        required=True,
+        metavar="SRC",
+        help="[domain=]file, folder, glob, JSONL file or builtin:code|prose|arith",
+    )
     p.add_argument("--out", required=True, help="directory to create")
     p.add_argument("--vocab-size", type=int, default=4096)
     p.add_argument("--val-fraction", type=float, default=0.05)
@@ -51,20 +59,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(handler=run_prepare)
 
-    p = sub.add_parser("pretrain", help="pre-train a model from scratch within a budget",
-                       description="Pre-train a model within a budget. Any config key can be "
-                       "overridden as --section.key VALUE (e.g. --train.lr 3e-3).")
+    p = sub.add_parser(
+        "pretrain",
+        help="pre-train a model from scratch within a budget",
+        description="Pre-train a model within a budget. Any config key can be "
+        "overridden as --section.key VALUE (e.g. --train.lr 3e-3).",
+    )
     p.add_argument("--config", help="YAML config file (e.g. a run's config.yaml)")
     p.add_argument("--data", nargs="+", metavar="SRC", help="text sources (see `prepare`)")
     p.add_argument("--prepared", metavar="DIR", help="a prepared dataset directory")
     p.add_argument("--model", metavar="SIZE", help="nano, micro, tiny, small, medium, base")
     p.add_argument("--budget", help="90s, 5m, 2h, 50Mtok, 1e15flop or 2000steps (default 5m)")
     p.add_argument("--out", metavar="DIR", help="run directory (default runs/<size>-<time>)")
-    p.add_argument("--resume", action="store_true", help="continue a killed run from its last checkpoint")
+    p.add_argument(
+        "--resume", action="store_true", help="continue a killed run from its last checkpoint"
+    )
     p.set_defaults(handler=run_pretrain)
 
-    p = sub.add_parser("generate", help="sample text from a trained run",
-                       description="Continue a prompt with a trained run's model.")
+    p = sub.add_parser(
+        "generate",
+        help="sample text from a trained run",
+        description="Continue a prompt with a trained run's model.",
+    )
     p.add_argument("--run", required=True, metavar="DIR", help="run directory")
     p.add_argument("prompt")
     p.add_argument("--max-new-tokens", type=int, default=200)
@@ -98,12 +114,21 @@ def parse_dotted_overrides(extra: list[str], allow: bool) -> list[tuple[str, Any
 def run_prepare(args: argparse.Namespace, overrides: list[tuple[str, Any]]) -> None:
     from budgetlm import api
 
-    manifest = api.prepare(args.data, args.out, vocab_size=args.vocab_size,
-                           val_fraction=args.val_fraction, text_field=args.text_field,
-                           seed=args.seed, tokenizer=args.tokenizer)
+    manifest = api.prepare(
+        args.data,
+        args.out,
+        vocab_size=args.vocab_size,
+        val_fraction=args.val_fraction,
+        text_field=args.text_field,
+        seed=args.seed,
+        tokenizer=args.tokenizer,
+    )
     for domain, info in manifest["domains"].items():
-        print(f"{domain}: {info['train']['tokens']:,} train tokens, {info['val']['tokens']:,} "
-              f"validation tokens ({info['train']['documents']:,}/{info['val']['documents']:,} documents)")
+        print(
+            f"{domain}: {info['train']['tokens']:,} train tokens, {info['val']['tokens']:,} "
+            f"validation tokens ({info['train']['documents']:,} / {info['val']['documents']:,} "
+            "documents)"
+        )
     print(f"prepared dataset written to {args.out}")
 
 
@@ -123,10 +148,13 @@ def run_pretrain(args: argparse.Namespace, overrides: list[tuple[str, Any]]) -> 
     if args.out:
         out = Path(args.out)
         flags += [("out_dir", str(out.parent)), ("name", out.name)]
-    if args.resume and (args.config or args.data or args.prepared or args.model or args.budget
-                        or overrides):
-        raise UserError("--resume continues a run with its saved config.yaml; pass only --out "
-                        "(and nothing that changes the config)")
+    if args.resume and (
+        args.config or args.data or args.prepared or args.model or args.budget or overrides
+    ):
+        raise UserError(
+            "--resume continues a run with its saved config.yaml; pass only --out "
+            "(and nothing that changes the config)"
+        )
     config = load_config(args.config, flags + overrides)
     api.pretrain(config, resume=args.resume)
 
@@ -134,8 +162,14 @@ def run_pretrain(args: argparse.Namespace, overrides: list[tuple[str, Any]]) -> 
 def run_generate(args: argparse.Namespace, overrides: list[tuple[str, Any]]) -> None:
     from budgetlm import api
 
-    text = api.generate(args.run, args.prompt, max_new_tokens=args.max_new_tokens,
-                        temperature=args.temperature, top_k=args.top_k, seed=args.seed)
+    text = api.generate(
+        args.run,
+        args.prompt,
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        seed=args.seed,
+    )
     print(args.prompt + text)
 
 

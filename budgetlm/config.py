@@ -3,6 +3,7 @@ overridable with dotted keys (`train.lr=3e-3`); the resolved tree is saved with 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import tempfile
@@ -46,7 +47,9 @@ def to_dict(config: Any) -> dict[str, Any]:
 def from_dict(cls: type, values: dict[str, Any], where: str = "") -> Any:
     """Build dataclass `cls` from nested dicts, rejecting unknown keys and wrong types."""
     if not isinstance(values, dict):
-        raise UserError(f"config section '{where or 'top level'}' must be a mapping, got {values!r}")
+        raise UserError(
+            f"config section '{where or 'top level'}' must be a mapping, got {values!r}"
+        )
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     kwargs = {}
@@ -117,10 +120,8 @@ def parse_override(text: str) -> tuple[str, Any]:
     except yaml.YAMLError:
         value = raw
     if isinstance(value, str):  # YAML 1.1 reads "3e-3" as a string
-        try:
+        with contextlib.suppress(ValueError):
             value = float(value)
-        except ValueError:
-            pass
     return key.strip(), value
 
 
@@ -160,7 +161,9 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     except (yaml.YAMLError, UnicodeDecodeError) as e:
         raise UserError(f"config file {path} is not valid YAML: {str(e).splitlines()[0]}") from None
     if not isinstance(values, dict):
-        raise UserError(f"config file {path} must hold a mapping of keys, not {type(values).__name__}")
+        raise UserError(
+            f"config file {path} must hold a mapping of keys, not {type(values).__name__}"
+        )
     return values
 
 

@@ -79,7 +79,8 @@ class BudgetController:
         if steps_done <= 1 and remaining < 0:
             raise UserError(
                 f"budget {self.budget} is too small: the first optimizer step took "
-                f"{elapsed:.1f} s here and evaluation/checkpoints need {reserve_seconds:.1f} s more; "
+                f"{elapsed:.1f} s here and evaluation/checkpoints need {reserve_seconds:.1f} s "
+                "more; "
                 f"use at least --budget {math.ceil(10 * per_step + 2 * reserve_seconds) + 1}s, "
                 "a smaller --model or a smaller train.batch_size"
             )
@@ -99,4 +100,6 @@ class BudgetController:
 
     def load_state_dict(self, state: dict) -> None:
         self.step_seconds = [float(s) for s in state["step_seconds"]]
-        self.overhead_seconds = {k: [float(s) for s in v] for k, v in state["overhead_seconds"].items()}
+        self.overhead_seconds = {
+            k: [float(s) for s in v] for k, v in state["overhead_seconds"].items()
+        }

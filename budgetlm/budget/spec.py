@@ -34,14 +34,15 @@ def parse_budget(text: str) -> Budget:
     time_parts = re.fullmatch(r"(?:" + _NUMBER + r"(?:d|h|m|min|s|sec))+", s)
     if time_parts:
         seconds = sum(
-            float(n) * _TIME_UNITS[u]
-            for n, u in re.findall(_NUMBER + r"(d|h|min|m|sec|s)", s)
+            float(n) * _TIME_UNITS[u] for n, u in re.findall(_NUMBER + r"(d|h|min|m|sec|s)", s)
         )
         return _checked(Budget("seconds", seconds), text)
     m = re.fullmatch(_NUMBER + r"([kKMGBT]?)(tok|toks|tokens|flop|flops|step|steps)", s)
     if m:
         number, scale, unit = m.groups()
-        kind = {"tok": "tokens", "token": "tokens", "flop": "flops", "step": "steps"}[unit.rstrip("s")]
+        kind = {"tok": "tokens", "token": "tokens", "flop": "flops", "step": "steps"}[
+            unit.rstrip("s")
+        ]
         amount = float(number) * _SCALE[scale]
         if kind == "steps" and not amount.is_integer():
             raise UserError(f"budget '{text}': steps must be a whole number; {_HELP}")

@@ -22,8 +22,9 @@ def default_cache_dir() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "budgetlm"
 
 
-def cache_key(sources: list[str], vocab_size: int, val_fraction: float, text_field: str,
-              seed: int) -> str:
+def cache_key(
+    sources: list[str], vocab_size: int, val_fraction: float, text_field: str, seed: int
+) -> str:
     """A hash of everything that determines the prepared data: the settings, and each source
     file's path, size and modification time (the Python version, for built-in corpora)."""
     items = []
@@ -60,8 +61,15 @@ def prepare_cached(
     path.parent.mkdir(parents=True, exist_ok=True)
     log(f"preparing {' '.join(sources)} into {path}")
     try:
-        prepare_dataset(sources, path, vocab_size=vocab_size, val_fraction=val_fraction,
-                        text_field=text_field, seed=seed, log=log)
+        prepare_dataset(
+            sources,
+            path,
+            vocab_size=vocab_size,
+            val_fraction=val_fraction,
+            text_field=text_field,
+            seed=seed,
+            log=log,
+        )
     except (OSError, UserError):
         if not (path / "manifest.json").is_file():  # another process may have won the race
             raise

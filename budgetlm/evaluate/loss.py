@@ -45,4 +45,6 @@ def fixed_windows(stream: np.ndarray, seq_len: int, max_tokens: int) -> np.ndarr
     if length < 1:
         raise ValueError("a validation stream needs at least 2 tokens")
     n = max(1, min(max_tokens // length, (len(stream) - 1) // length))
-    return np.stack([np.asarray(stream[i * length : i * length + length + 1], dtype=np.int64) for i in range(n)])
+    return np.stack(
+        [np.asarray(stream[i * length : i * length + length + 1], dtype=np.int64) for i in range(n)]
+    )

@@ -30,7 +30,10 @@ def summarize(run_dir: str | Path) -> str:
     start = _last(records, "start")
     end = _last(records, "end")
     if start is None or end is None:
-        raise UserError(f"run {run_dir} has not finished; resume it with `budgetlm pretrain --resume --out {run_dir}`")
+        raise UserError(
+            f"run {run_dir} has not finished; resume it with "
+            f"`budgetlm pretrain --resume --out {run_dir}`"
+        )
     evals = [r for r in records if r["type"] == "eval"]
     first, last = evals[0]["val_loss"], evals[-1]["val_loss"]
     seconds = end["seconds"]
@@ -40,7 +43,8 @@ def summarize(run_dir: str | Path) -> str:
         f"{_dur(budget_time)} of training (budget {start['budget']})",
         f"model: {start['model_size']}, {start['parameters']['total']:,} parameters "
         f"({start['parameters']['non_embedding']:,} non-embedding), "
-        f"{start['flops_per_token'] / 1e6:.1f} MFLOP/token, on {start['device']} ({start['precision']})",
+        f"{start['flops_per_token'] / 1e6:.1f} MFLOP/token, "
+        f"on {start['device']} ({start['precision']})",
         f"throughput: {end['tokens_per_s']:,.0f} tokens/s in training steps, "
         f"{end['flops'] / max(1e-9, seconds['steps']) / 1e12:.2f} TFLOP/s",
         "validation loss (nats/token)   start -> final   unigram entropy of the data",
@@ -59,11 +63,14 @@ def summarize(run_dir: str | Path) -> str:
     ]
     lines.append(
         "where the budget went: "
-        + ", ".join(f"{name} {_dur(s)} ({100 * s / max(1e-9, budget_time):.0f}%)" for name, s in shares)
+        + ", ".join(
+            f"{name} {_dur(s)} ({100 * s / max(1e-9, budget_time):.0f}%)" for name, s in shares
+        )
     )
     lines.append(
         f"outside the budget: data preparation {_dur(seconds.get('data', 0.0))}, "
-        f"model setup {_dur(seconds.get('setup', 0.0))}, samples {_dur(seconds.get('samples', 0.0))}"
+        f"model setup {_dur(seconds.get('setup', 0.0))}, "
+        f"samples {_dur(seconds.get('samples', 0.0))}"
     )
     lines.append(f"samples: {Path(run_dir) / 'samples.txt'}")
     return "\n".join(lines)

@@ -18,7 +18,12 @@ import torch
 from budgetlm.errors import UserError
 from budgetlm.evaluate.config import EvalConfig
 from budgetlm.evaluate.loss import validation_loss
-from budgetlm.train.checkpoint import load_optimizer, load_weights, prune_checkpoints, save_checkpoint
+from budgetlm.train.checkpoint import (
+    load_optimizer,
+    load_weights,
+    prune_checkpoints,
+    save_checkpoint,
+)
 from budgetlm.train.config import CheckpointConfig, TrainConfig
 from budgetlm.train.metrics import MetricsLog
 from budgetlm.train.progress import Progress, format_duration
@@ -152,12 +157,20 @@ class Trainer:
                 mean_loss = loss_sum.item() / (s.step - logged_at)
                 if not math.isfinite(mean_loss):
                     raise FloatingPointError(f"training loss is {mean_loss} at step {s.step}")
-                rate = (s.step - logged_at) * self.tokens_per_step / max(
-                    1e-9, self._elapsed() - logged_time
+                rate = (
+                    (s.step - logged_at)
+                    * self.tokens_per_step
+                    / max(1e-9, self._elapsed() - logged_time)
                 )
                 self.metrics.write(
-                    "train", step=s.step, tokens=s.tokens, loss=mean_loss, lr=lr,
-                    grad_norm=float(grad_norm), tokens_per_s=rate, elapsed=self._elapsed(),
+                    "train",
+                    step=s.step,
+                    tokens=s.tokens,
+                    loss=mean_loss,
+                    lr=lr,
+                    grad_norm=float(grad_norm),
+                    tokens_per_s=rate,
+                    elapsed=self._elapsed(),
                     total_steps=s.total_steps,
                 )
                 self._show(mean_loss, rate)
@@ -208,9 +221,9 @@ class Trainer:
         ckpts_left = (max(0, math.ceil(1 / every) - 1 - s.checkpoints_done) if every > 0 else 0) + 1
         ckpts_left += int(self.ckpt_cfg.pre_decay and not s.pre_decay_saved)
         per_step = self.planner.seconds_per_step() or 0.0
-        return evals_left * self.planner.overhead("eval", per_step) + ckpts_left * self.planner.overhead(
-            "checkpoint", per_step
-        )
+        return evals_left * self.planner.overhead(
+            "eval", per_step
+        ) + ckpts_left * self.planner.overhead("checkpoint", per_step)
 
     def _maybe_evaluate(self) -> None:
         s = self.state
@@ -224,15 +237,26 @@ class Trainer:
         s = self.state
         t0 = time.perf_counter()
         losses = validation_loss(
-            self.model, self.val_streams, self.seq_len, self.eval_cfg.tokens_per_domain,
-            self.eval_cfg.batch_size, self.device, self.autocast,
+            self.model,
+            self.val_streams,
+            self.seq_len,
+            self.eval_cfg.tokens_per_domain,
+            self.eval_cfg.batch_size,
+            self.device,
+            self.autocast,
         )
         seconds = time.perf_counter() - t0
         s.seconds["eval"] += seconds
         s.evals_done += 1
         self.planner.observe_overhead("eval", seconds)
-        self.metrics.write("eval", step=s.step, tokens=s.tokens, elapsed=self._elapsed(),
-                           val_loss=losses, seconds=seconds)
+        self.metrics.write(
+            "eval",
+            step=s.step,
+            tokens=s.tokens,
+            elapsed=self._elapsed(),
+            val_loss=losses,
+            seconds=seconds,
+        )
         shown = ", ".join(f"{d} {v:.3f}" for d, v in losses.items())
         self.progress.message(
             f"[{format_duration(self._elapsed())}] step {s.step}/{s.total_steps} val loss: {shown}"
@@ -275,8 +299,13 @@ class Trainer:
         seconds = time.perf_counter() - t0
         s.seconds["checkpoint"] += seconds
         self.planner.observe_overhead("checkpoint", seconds)
-        self.metrics.write("checkpoint", step=s.step, path=str(path.relative_to(self.run_dir)),
-                           tags=tags, seconds=seconds)
+        self.metrics.write(
+            "checkpoint",
+            step=s.step,
+            path=str(path.relative_to(self.run_dir)),
+            tags=tags,
+            seconds=seconds,
+        )
 
     def _show(self, loss: float, rate: float) -> None:
         s = self.state

@@ -7,7 +7,9 @@ import torch
 from budgetlm.train.config import TrainConfig
 
 
-def build_adamw(model: torch.nn.Module, config: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+def build_adamw(
+    model: torch.nn.Module, config: TrainConfig, device: torch.device
+) -> torch.optim.AdamW:
     """AdamW (Loshchilov & Hutter, "Decoupled Weight Decay Regularization") with weight decay on
     matrices only (not on norm gains), fused on CUDA."""
     params = [p for p in model.parameters() if p.requires_grad]

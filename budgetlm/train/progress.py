@@ -14,8 +14,15 @@ class Progress:
         self.interactive = self.stream.isatty() if interactive is None else interactive
         self._open_line = False
 
-    def update(self, step: int, total: int, loss: float, tokens_per_s: float, used: float,
-               eta_seconds: float) -> None:
+    def update(
+        self,
+        step: int,
+        total: int,
+        loss: float,
+        tokens_per_s: float,
+        used: float,
+        eta_seconds: float,
+    ) -> None:
         """Redraw the status line (terminal only; logs get `message` lines instead)."""
         if not self.interactive:
             return

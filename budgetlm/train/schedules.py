@@ -65,7 +65,9 @@ class Cosine:
         if step < warmup:
             return (step + 1) / warmup
         progress = min(1.0, (step - warmup + 1) / max(1, total - warmup))
-        return self.min_lr_ratio + (1 - self.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+        return self.min_lr_ratio + (1 - self.min_lr_ratio) * 0.5 * (
+            1 + math.cos(math.pi * progress)
+        )
 
     def can_replan(self, step: int, total: int) -> bool:
         return step < self.warmup_steps(total)
@@ -87,4 +89,6 @@ def build_schedule(
         return WarmupStableDecay(warmup_fraction, decay_fraction, min_lr_ratio)
     if name == "cosine":
         return Cosine(warmup_fraction, min_lr_ratio)
-    raise UserError(f"unknown train.schedule '{name}'{closest(name, SCHEDULES)}; use one of {SCHEDULES}")
+    raise UserError(
+        f"unknown train.schedule '{name}'{closest(name, SCHEDULES)}; use one of {SCHEDULES}"
+    )

@@ -1,0 +1,98 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from budgetlm import api
+from budgetlm.errors import UserError
+from budgetlm.train.checkpoint import list_checkpoints
+from budgetlm.train.loop import Trainer
+
+
+def records(run_dir, kind):
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if r["type"] == kind]
+
+
+def test_pretrain_writes_the_run_directory_contract(tiny_config):
+    result = api.pretrain(tiny_config(), log=lambda _: None)
+    run = result.run_dir
+    assert {"config.yaml", "metrics.jsonl", "samples.txt", "tokenizer.json", "checkpoints"} <= {
+        p.name for p in run.iterdir()
+    }
+    assert result.steps == 12 and result.tokens == 12 * 8 * 32
+    train = records(run, "train")
+    assert train[-1]["step"] == 12 and train[-1]["lr"] == 0.0  # ends fully decayed
+    evals = records(run, "eval")
+    assert evals[0]["step"] == 0 and evals[-1]["step"] == 12
+    assert set(evals[-1]["val_loss"]) == {"code", "prose"}
+    # the model learned something: below the loss of a uniform guess over 300 tokens
+    assert all(v < np.log(300) - 1 for v in evals[-1]["val_loss"].values())
+    tags = [json.loads((p / "state.json").read_text())["tags"] for p in list_checkpoints(run)]
+    assert ["final"] in tags and ["pre_decay"] in tags
+    assert "=== prose" in (run / "samples.txt").read_text()
+    assert "where the budget went" in result.summary
+
+
+def test_loaded_model_gives_logits_and_generate_text(tiny_config):
+    result = api.pretrain(tiny_config(), log=lambda _: None)
+    model = api.load_model(result.run_dir)
+    logits = model(torch.tensor([[1, 2, 3]]))
+    assert logits.shape == (1, 3, 300)
+    text = api.generate(result.run_dir, "the cat", max_new_tokens=5, temperature=0)
+    assert isinstance(text, str) and text == api.generate(
+        result.run_dir, "the cat", max_new_tokens=5, temperature=0
+    )
+
+
+def test_killed_run_resumes_to_the_same_weights(tiny_config, monkeypatch):
+    straight = api.pretrain(tiny_config(name="straight"), log=lambda _: None)
+
+    original = Trainer._maybe_checkpoint
+
+    def crash_after_step_7(self):
+        original(self)
+        if self.state.step == 7:
+            raise KeyboardInterrupt  # the process dies between checkpoints
+
+    monkeypatch.setattr(Trainer, "_maybe_checkpoint", crash_after_step_7)
+    with pytest.raises(KeyboardInterrupt):
+        api.pretrain(tiny_config(name="killed"), log=lambda _: None)
+    monkeypatch.undo()
+    killed_dir = straight.run_dir.parent / "killed"
+    assert max(int(p.name[5:]) for p in list_checkpoints(killed_dir)) == 6
+    resumed = api.pretrain(tiny_config(name="killed"), resume=True, log=lambda _: None)
+    assert resumed.steps == 12
+    a = load_file(straight.run_dir / "checkpoints/step_000012/model.safetensors")
+    b = load_file(resumed.run_dir / "checkpoints/step_000012/model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert resumed.val_loss == straight.val_loss
+
+
+def test_time_budget_is_met_and_ends_decayed(tiny_config):
+    result = api.pretrain(tiny_config(budget="6s", **{"checkpoint.every": 0.5}), log=lambda _: None)
+    end = records(result.run_dir, "end")[-1]
+    in_budget = sum(end["seconds"][k] for k in ("steps", "eval", "checkpoint"))
+    assert 6 * 0.85 <= in_budget <= 6 * 1.15
+    assert records(result.run_dir, "train")[-1]["lr"] == 0.0
+    assert result.steps > 20
+
+
+def test_existing_run_directory_is_not_overwritten(tiny_config):
+    api.pretrain(tiny_config(), log=lambda _: None)
+    with pytest.raises(UserError, match="already exists; pass --resume"):
+        api.pretrain(tiny_config(), log=lambda _: None)
+
+
+def test_token_budget_below_one_step_fails_before_creating_the_run(tiny_config, tmp_path):
+    with pytest.raises(UserError, match="too small for one optimizer step"):
+        api.pretrain(tiny_config(budget="100tok"), log=lambda _: None)
+    assert not (tmp_path / "runs" / "tiny").exists()
+
+
+def test_resume_of_a_finished_run_is_refused(tiny_config):
+    api.pretrain(tiny_config(), log=lambda _: None)
+    with pytest.raises(UserError, match="already finished"):
+        api.pretrain(tiny_config(), resume=True, log=lambda _: None)

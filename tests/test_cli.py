@@ -1,0 +1,93 @@
+import pytest
+
+from budgetlm.cli import main
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_help_lists_every_command_with_a_purpose(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for command in ("prepare", "pretrain", "generate"):
+        assert command in out
+
+
+def test_unknown_override_key_is_one_line_with_suggestion(capsys):
+    code, _, err = run(capsys, "pretrain", "--train.lrr", "3e-3")
+    assert code == 2
+    assert err.count("\n") == 1 and "unknown config key 'train.lrr'" in err and "'lr'" in err
+
+
+def test_unknown_plain_flag_is_an_error(capsys):
+    code, _, err = run(capsys, "pretrain", "--lr", "3")
+    assert code == 2 and "unrecognized argument '--lr'" in err
+
+
+def test_bad_budget(capsys):
+    code, _, err = run(capsys, "pretrain", "--budget", "soon")
+    assert code == 2 and "budget 'soon' is not understood" in err
+
+
+def test_missing_data_path(capsys, tmp_path):
+    code, _, err = run(
+        capsys, "prepare", "--data", str(tmp_path / "nope.txt"), "--out", str(tmp_path / "out")
+    )
+    assert code == 2 and "nope.txt" in err and err.count("\n") == 1
+
+
+def test_generate_needs_a_run(capsys, tmp_path):
+    code, _, err = run(capsys, "generate", "--run", str(tmp_path), "hello")
+    assert code == 2 and "not a budgetlm run" in err
+
+
+def test_pretrain_and_generate_end_to_end(capsys, tiny_prepared, tmp_path):
+    out_dir = tmp_path / "run"
+    code, _, err = run(
+        capsys,
+        "pretrain",
+        "--prepared",
+        str(tiny_prepared),
+        "--out",
+        str(out_dir),
+        "--budget",
+        "4steps",
+        "--model.size",
+        "custom",
+        "--model.d_model",
+        "32",
+        "--model.n_layers",
+        "1",
+        "--model.n_heads",
+        "2",
+        "--model.seq_len",
+        "32",
+        "--train.batch_size=4",
+        "--train.micro_batch_size=4",
+        "--eval.tokens_per_domain",
+        "64",
+    )
+    assert code == 0, err
+    assert (out_dir / "checkpoints").is_dir()
+    code, out, _ = run(
+        capsys,
+        "generate",
+        "--run",
+        str(out_dir),
+        "the cat",
+        "--max-new-tokens",
+        "4",
+        "--temperature",
+        "0",
+    )
+    assert code == 0 and out.startswith("the cat")
+
+
+def test_resume_refuses_config_changes(capsys, tmp_path):
+    code, _, err = run(capsys, "pretrain", "--resume", "--model", "nano", "--out", str(tmp_path))
+    assert code == 2 and "--resume continues a run" in err
