@@ -37,7 +37,7 @@ class ModelConfig:
     """Shape of the Llama-style decoder. `size` picks a preset; any field set explicitly
     overrides it. Call `resolved(vocab_size)` to get the filled-in, validated copy."""
 
-    size: str = "micro"
+    size: str = "nano"
     """A MODEL_SIZES key, or "custom" (then d_model, n_layers and n_heads are required)."""
     vocab_size: int | None = None
     """Number of token ids; filled from the tokenizer when None."""

@@ -24,8 +24,9 @@ class TrainConfig:
     beta2: float = 0.95
     grad_clip: float = 1.0
     """Clip the global gradient norm to this (0 disables)."""
-    batch_size: int = 32
-    """Sequences per optimizer step (global)."""
+    batch_size: int = 16
+    """Sequences per optimizer step (global). 16 x 256 tokens beat 32 x 256 for the default
+    5-minute nano run (BENCHMARKS.md)."""
     micro_batch_size: int = 16
     """Sequences per forward/backward pass; batch_size / micro_batch_size steps are accumulated."""
     precision: str = "bf16"
