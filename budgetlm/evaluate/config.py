@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass
@@ -10,10 +10,18 @@ class EvalConfig:
     """Held-out loss per domain, measured at regular shares of the budget."""
 
     count: int = 10
-    """Evaluations spread over the budget (plus one at the start and one at the end)."""
+    """Evaluations spread evenly over the budget, the last at the end (plus one at the start)."""
+    early: list[float] = field(default_factory=list)
+    """Extra evaluations at these shares of the budget, e.g. [0.01, 0.02, 0.05] to resolve the
+    stability gap at the start of continual pre-training."""
     tokens_per_domain: int = 32768
     """Validation tokens per domain scored at each evaluation."""
     batch_size: int = 16
+
+    def fractions(self) -> list[float]:
+        """Shares of the budget after which to evaluate, before the final evaluation."""
+        even = [k / self.count for k in range(1, self.count)]
+        return sorted({round(f, 6) for f in even + list(self.early) if 0 < f < 1})
 
 
 @dataclass

@@ -62,6 +62,7 @@ class TrainState:
     total_steps: int = 0
     elapsed: float = 0.0
     evals_done: int = 0
+    next_eval: int = 0
     checkpoints_done: int = 0
     pre_decay_saved: bool = False
     seconds: dict[str, float] = field(
@@ -96,6 +97,7 @@ class Trainer:
         device: torch.device,
         seq_len: int,
         extra_state: Callable[[], dict[str, Any]] = dict,
+        extra_evaluation: Callable[[torch.nn.Module], dict[str, Any]] | None = None,
     ) -> None:
         if train.batch_size % train.micro_batch_size:
             raise UserError(
@@ -113,6 +115,8 @@ class Trainer:
         self.metrics, self.progress = metrics, progress
         self.device, self.seq_len = device, seq_len
         self.extra_state = extra_state
+        self.extra_evaluation = extra_evaluation
+        self.eval_fractions = evaluation.fractions()
         self.accum = train.batch_size // train.micro_batch_size
         self.tokens_per_step = train.batch_size * seq_len
         self.state = TrainState()
@@ -216,7 +220,7 @@ class Trainer:
     def _reserve(self) -> float:
         """Seconds still needed for evaluations and checkpoints until the end of the run."""
         s = self.state
-        evals_left = max(0, self.eval_cfg.count - s.evals_done) + 1
+        evals_left = len(self.eval_fractions) - s.next_eval + 1
         every = self.ckpt_cfg.every
         ckpts_left = (max(0, math.ceil(1 / every) - 1 - s.checkpoints_done) if every > 0 else 0) + 1
         ckpts_left += int(self.ckpt_cfg.pre_decay and not s.pre_decay_saved)
@@ -227,13 +231,20 @@ class Trainer:
 
     def _maybe_evaluate(self) -> None:
         s = self.state
-        if s.evals_done < self.eval_cfg.count and s.step >= math.ceil(
-            s.evals_done * s.total_steps / self.eval_cfg.count
-        ):
+        if self._eval_due():
+            while self._eval_due():  # several shares may have passed in one step
+                s.next_eval += 1
             self._evaluate()
             self._replan()
 
+    def _eval_due(self) -> bool:
+        s = self.state
+        return s.next_eval < len(self.eval_fractions) and s.step >= math.ceil(
+            self.eval_fractions[s.next_eval] * s.total_steps
+        )
+
     def _evaluate(self) -> dict[str, float]:
+        """Validation loss per domain (and any extra evaluation); logged and returned."""
         s = self.state
         t0 = time.perf_counter()
         losses = validation_loss(
@@ -245,6 +256,7 @@ class Trainer:
             self.device,
             self.autocast,
         )
+        extra = self.extra_evaluation(self.model) if self.extra_evaluation else {}
         seconds = time.perf_counter() - t0
         s.seconds["eval"] += seconds
         s.evals_done += 1
@@ -256,6 +268,7 @@ class Trainer:
             elapsed=self._elapsed(),
             val_loss=losses,
             seconds=seconds,
+            **extra,
         )
         shown = ", ".join(f"{d} {v:.3f}" for d, v in losses.items())
         self.progress.message(
