@@ -2,50 +2,40 @@
 
 from __future__ import annotations
 
-import dataclasses
-import shutil
+import copy
+import hashlib
+import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from budgetlm.budget.controller import BudgetController
-from budgetlm.budget.spec import parse_budget
-from budgetlm.config import RunConfig, load_config, save_config
+from budgetlm.budget.recipes import Recipe, get_recipe
+from budgetlm.config import RunConfig, load_config
 from budgetlm.data.cache import prepare_cached
 from budgetlm.data.dataset import PreparedDataset
+from budgetlm.data.mixture import from_dataset, with_replay
 from budgetlm.data.prepare import prepare_dataset
-from budgetlm.data.sampler import MixtureSampler
 from budgetlm.data.tokenizer import TOKENIZER_FILE, Tokenizer
 from budgetlm.errors import UserError
-from budgetlm.model.config import ModelConfig
+from budgetlm.evaluate.exact_match import exact_match, tokenize_items
 from budgetlm.model.decoder import Decoder
-from budgetlm.model.flops import count_parameters, flops_per_token
 from budgetlm.model.generate import generate as sample_tokens
-from budgetlm.report.summary import summarize
-from budgetlm.train.checkpoint import latest_checkpoint, list_checkpoints, load_weights
-from budgetlm.train.loop import Trainer, TrainResult
-from budgetlm.train.metrics import MetricsLog
-from budgetlm.train.optim import build_adamw
-from budgetlm.train.progress import Progress
-from budgetlm.train.schedules import build_schedule
+from budgetlm.runner import RunResult, find_resume_dir, run_training
+from budgetlm.train.checkpoint import (
+    STATE_FILE,
+    latest_checkpoint,
+    list_checkpoints,
+    load_optimizer,
+    load_weights,
+)
 
 Log = Callable[[str], None]
-
-
-@dataclass
-class PretrainResult:
-    """What `pretrain` produced."""
-
-    run_dir: Path
-    val_loss: dict[str, float]
-    steps: int
-    tokens: int
-    tokens_per_second: float
-    summary: str
+CONTINUAL_EARLY_EVALS = [0.005, 0.01, 0.02, 0.03, 0.05, 0.075]
+"""Extra evaluations early in a continual run, where the stability gap opens and closes."""
+ARITH_ITEMS_PER_SKILL = 20
 
 
 def prepare(
@@ -71,118 +61,85 @@ def prepare(
     )
 
 
-def pretrain(
-    config: RunConfig | None = None, resume: bool = False, log: Log = print
-) -> PretrainResult:
+def pretrain(config: RunConfig | None = None, resume: bool = False, log: Log = print) -> RunResult:
     """Pre-train a model from scratch within the configured budget (or resume a killed run),
     then write samples and print a summary."""
-    config = dataclasses.replace(config) if config else RunConfig()
+    config = copy.deepcopy(config) if config else RunConfig()
+    run_dir = None
     if resume:
-        run_dir = _resume_dir(config)
-        config = load_config(run_dir / "config.yaml")
-        log(f"resuming {run_dir}")
-    budget = parse_budget(config.budget)
+        run_dir, config = _resume(config, log)
+        if config.continual.from_run:
+            return continue_pretraining(config, resume=True, log=log)
+    elif config.continual.from_run:
+        raise UserError("continual.from_run is set: use `budgetlm continue` for continued training")
     t0 = time.perf_counter()
-    dataset = _open_data(config, log)
-    data_seconds = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    config.model = config.model.resolved(vocab_size=dataset.tokenizer.vocab_size)
-    if config.model.vocab_size != dataset.tokenizer.vocab_size:
-        raise UserError(
-            f"model.vocab_size is {config.model.vocab_size} but the tokenizer has "
-            f"{dataset.tokenizer.vocab_size} tokens; leave model.vocab_size unset"
-        )
-    if not resume:
-        run_dir = _new_run_dir(config)
-    device = _device(config.train.device)
-    torch.manual_seed(config.train.seed)
-    model = Decoder(config.model).to(device)
-    optimizer = build_adamw(model, config.train, device)
-    sampler = MixtureSampler(
-        {d: dataset.tokens("train", d) for d in dataset.domains},
-        config.model.seq_len,
-        config.data.weights,
-        config.train.seed,
-    )
-    tokens_per_step = config.train.batch_size * config.model.seq_len
-    planner = BudgetController(
-        budget, tokens_per_step, flops_per_token(config.model) * tokens_per_step
-    )
-    schedule = build_schedule(
-        config.train.schedule,
-        config.train.warmup_fraction,
-        config.train.decay_fraction,
-        config.train.min_lr_ratio,
-    )
-    planner.initial_total()  # a token/FLOP budget too small for one step fails here
-    created = not resume
-    try:
-        if created:
-            run_dir.mkdir(parents=True)
-            save_config(config, run_dir / "config.yaml")
-            shutil.copyfile(dataset.path / TOKENIZER_FILE, run_dir / TOKENIZER_FILE)
-        metrics = MetricsLog(run_dir / "metrics.jsonl")
-        trainer = Trainer(
-            model,
-            optimizer,
-            sampler,
-            schedule,
-            planner,
-            {d: dataset.tokens("val", d) for d in dataset.domains},
-            run_dir,
-            config.train,
-            config.eval,
-            config.checkpoint,
-            metrics,
-            Progress(),
-            device,
-            config.model.seq_len,
-        )
-        if resume:
-            _restore(trainer, run_dir, log)
-        setup_seconds = time.perf_counter() - t0
-        params = count_parameters(config.model)
-        metrics.write(
-            "resume" if resume else "start",
-            step=trainer.state.step,
-            budget=str(budget),
-            model_size=config.model.size,
-            parameters=params,
-            flops_per_token=flops_per_token(config.model),
-            tokens_per_step=tokens_per_step,
-            device=str(device),
-            precision=config.train.precision,
-            threads=torch.get_num_threads(),
-            data=str(dataset.path),
-            train_tokens=dataset.token_counts("train"),
-            unigram_entropy={
-                d: v["unigram_entropy"] for d, v in dataset.manifest["domains"].items()
-            },
-        )
-        log(
-            f"training {config.model.size} ({params['total']:,} parameters) on "
-            f"{', '.join(dataset.domains)} for {budget} on {device} -> {run_dir}"
-        )
-        result = trainer.run()
-    except BaseException:
-        if created and not list_checkpoints(run_dir):
-            shutil.rmtree(run_dir, ignore_errors=True)  # nothing worth keeping yet
-        raise
-    t0 = time.perf_counter()
-    write_samples(model, dataset, config, run_dir / "samples.txt", device)
-    sample_seconds = time.perf_counter() - t0
-    _write_end(metrics, result, planner, data_seconds, setup_seconds, sample_seconds)
-    metrics.close()
-    summary = summarize(run_dir)
-    log(summary)
-    return PretrainResult(
+    dataset = _open_data(config, tokenizer=None, log=log)
+    data = from_dataset(dataset, config.data.weights)
+    return run_training(
+        config,
+        data,
+        dataset.path / TOKENIZER_FILE,
         run_dir,
-        result.val_loss,
-        result.state.step,
-        result.state.tokens,
-        result.tokens_per_second,
-        summary,
+        log,
+        data_seconds=time.perf_counter() - t0,
+        extra_evaluation=_arith_evaluation(dataset.tokenizer, [dataset]),
+    )
+
+
+def continue_pretraining(config: RunConfig, resume: bool = False, log: Log = print) -> RunResult:
+    """Train an existing run's model further on new data with a continual pre-training recipe
+    (replay, LR re-warming, or continuing a pre-decay checkpoint), measuring the stability gap
+    on the new domains and forgetting on the old ones."""
+    config = copy.deepcopy(config)
+    run_dir = None
+    if resume:
+        run_dir, config = _resume(config, log)
+    cont = config.continual
+    if not cont.from_run:
+        raise UserError("continue needs --from RUN_DIR: the budgetlm run whose model to train on")
+    parent = Path(cont.from_run)
+    parent_config = load_config(_run_config_path(parent))
+    recipe = get_recipe(cont.recipe)
+    tokenizer_path = parent / TOKENIZER_FILE
+    t0 = time.perf_counter()
+    new = _open_data(config, tokenizer=tokenizer_path, log=log)
+    old = _replay_data(parent, parent_config, cont.replay, tokenizer_path, log)
+    ratio = recipe.replay_ratio if cont.replay_ratio is None else cont.replay_ratio
+    if old is None and ratio > 0:
+        log(
+            f"the data {parent} was trained on is not available for replay: continuing without "
+            "replay. The closest remedy is to pass similar data with --replay SOURCES "
+            "(forgetting cannot be measured without it either)"
+        )
+        ratio = 0.0
+    data = with_replay(new, old, ratio)
+    _apply_recipe(config, parent_config, recipe)
+    checkpoint = _parent_checkpoint(parent, recipe)
+    log(
+        f"continuing {parent} from {checkpoint.name} with recipe '{cont.recipe}': "
+        f"{recipe.description}; replay ratio {ratio:g}"
+    )
+
+    def init(model: Decoder, optimizer: torch.optim.Optimizer) -> None:
+        load_weights(checkpoint, model)
+        load_optimizer(checkpoint, optimizer)
+
+    datasets = [new] + ([old] if old is not None else [])
+    return run_training(
+        config,
+        data,
+        tokenizer_path,
+        run_dir,
+        log,
+        data_seconds=time.perf_counter() - t0,
+        init=init,
+        extra_evaluation=_arith_evaluation(new.tokenizer, datasets),
+        start_fields={
+            "parent": str(parent),
+            "parent_checkpoint": checkpoint.name,
+            "recipe": cont.recipe,
+            "replay_ratio": ratio,
+        },
     )
 
 
@@ -220,39 +177,25 @@ def generate(
     return tokenizer.decode(new)
 
 
-def write_samples(
-    model: Decoder, dataset: PreparedDataset, config: RunConfig, path: Path, device: torch.device
-) -> None:
-    """Generate from the openings of a few held-out documents per domain into samples.txt."""
-    cfg = config.samples
-    tokenizer = dataset.tokenizer
-    generator = torch.Generator(device=device).manual_seed(cfg.seed)
-    model.eval()
-    blocks = []
-    for domain in dataset.domains:
-        shard = dataset.shard("val", domain)
-        for i in range(min(cfg.prompts_per_domain, shard.num_documents)):
-            prompt_ids = [int(t) for t in shard.document(i)[:12] if t != tokenizer.eos_id]
-            if not prompt_ids:
-                continue
-            new = sample_tokens(
-                model,
-                prompt_ids,
-                cfg.max_new_tokens,
-                cfg.temperature,
-                cfg.top_k,
-                tokenizer.eos_id,
-                generator,
-            )
-            prompt = tokenizer.decode(prompt_ids)
-            blocks.append(f"=== {domain} | prompt: {prompt!r}\n{prompt}{tokenizer.decode(new)}\n")
-    path.write_text("\n".join(blocks), encoding="utf-8")
+def _resume(config: RunConfig, log: Log) -> tuple[Path, RunConfig]:
+    run_dir = find_resume_dir(config)
+    log(f"resuming {run_dir}")
+    return run_dir, load_config(run_dir / "config.yaml")
 
 
-def _open_data(config: RunConfig, log: Log) -> PreparedDataset:
+def _open_data(config: RunConfig, tokenizer: Path | None, log: Log) -> PreparedDataset:
+    """The prepared dataset of config.data (prepared and cached from its sources if needed),
+    tokenized with `tokenizer` when given."""
     data = config.data
     if data.prepared:
-        return PreparedDataset(data.prepared)
+        dataset = PreparedDataset(data.prepared)
+        if tokenizer is not None and _sha(dataset.path / TOKENIZER_FILE) != _sha(tokenizer):
+            raise UserError(
+                f"the prepared dataset {data.prepared} was tokenized with another tokenizer than "
+                f"the model's ({tokenizer}); prepare it with `budgetlm prepare --tokenizer "
+                f"{tokenizer} ...` or pass the raw sources with --data"
+            )
+        return dataset
     if not data.sources:
         raise UserError("no training data: pass --data SOURCE... or --prepared DIR")
     path = prepare_cached(
@@ -263,104 +206,113 @@ def _open_data(config: RunConfig, log: Log) -> PreparedDataset:
         data.seed,
         data.cache_dir,
         log,
+        tokenizer=tokenizer,
     )
     return PreparedDataset(path)
 
 
-def _new_run_dir(config: RunConfig) -> Path:
-    if config.name is None:
-        config.name = f"{config.model.size}-{datetime.now():%Y%m%d-%H%M%S}"
-    run_dir = Path(config.out_dir) / config.name
-    if run_dir.exists() and any(run_dir.iterdir()):
+def _replay_data(
+    parent: Path, parent_config: RunConfig, replay: list[str] | None, tokenizer: Path, log: Log
+) -> PreparedDataset | None:
+    """The data to replay: the given sources, else exactly the data the parent trained on
+    (its prepared directory, or its sources re-prepared); None when that is gone."""
+    if replay:
+        replay_config = copy.deepcopy(parent_config)
+        replay_config.data.sources, replay_config.data.prepared = replay, None
+        return _open_data(replay_config, tokenizer, log)
+    start = _start_record(parent)
+    used = start.get("data", {}) if start else {}
+    dirs = sorted(set(used.values())) if isinstance(used, dict) else [used]
+    if len(dirs) == 1 and (Path(dirs[0]) / "manifest.json").is_file():
+        return PreparedDataset(dirs[0])
+    try:
+        return _open_data(parent_config, tokenizer, log)
+    except UserError as e:
+        log(f"cannot re-read the original data: {e}")
+        return None
+
+
+def _apply_recipe(config: RunConfig, parent: RunConfig, recipe: Recipe) -> None:
+    """The continual run keeps the parent's model and peak LR and takes the recipe's schedule."""
+    config.model = parent.model
+    config.train.lr = config.continual.lr if config.continual.lr is not None else parent.train.lr
+    config.train.schedule = recipe.schedule
+    config.train.warmup_fraction = recipe.warmup_fraction
+    config.train.decay_fraction = recipe.decay_fraction
+    if not config.eval.early:
+        config.eval.early = list(CONTINUAL_EARLY_EVALS)
+
+
+def _parent_checkpoint(parent: Path, recipe: Recipe) -> Path:
+    """The parent's checkpoint the recipe starts from ('final' or 'pre_decay')."""
+    for path in reversed(list_checkpoints(parent)):
+        tags = json.loads((path / STATE_FILE).read_text(encoding="utf-8")).get("tags", [])
+        if recipe.checkpoint in tags:
+            return path
+    if recipe.checkpoint == "pre_decay":
         raise UserError(
-            f"run directory {run_dir} already exists; pass --resume to continue it, or choose "
-            "another --out / --name"
+            f"run {parent} has no pre-decay checkpoint, which recipe '{recipe.name}' continues "
+            "from; use --recipe rewarm or --recipe replay (they start from the final model)"
         )
-    return run_dir
+    raise UserError(f"run {parent} has no final checkpoint; finish it first (`--resume`)")
 
 
-def _resume_dir(config: RunConfig) -> Path:
-    """The run to resume: out_dir/name when named, else the newest run under out_dir."""
-    out = Path(config.out_dir)
-    if config.name is not None:
-        run_dir = out / config.name
-    elif (out / "config.yaml").is_file():
-        run_dir = out
-    else:
-        runs = [p.parent for p in out.glob("*/config.yaml")] if out.is_dir() else []
-        if not runs:
-            raise UserError(f"--resume: no run found under {out}; pass --out RUN_DIR")
-        run_dir = max(
-            runs,
-            key=lambda p: (
-                (p / "metrics.jsonl").stat().st_mtime if (p / "metrics.jsonl").exists() else 0
-            ),
+def _arith_evaluation(tokenizer: Tokenizer, datasets: list[PreparedDataset]):
+    """Exact-match accuracy per arithmetic skill when builtin:arith is among the data."""
+    if not any("builtin:arith" in s["spec"] for d in datasets for s in d.manifest["sources"]):
+        return None
+    from budgetlm.data.arith import SKILLS, arith_eval_set
+
+    tasks = {
+        f"arith/{skill}": tokenize_items(
+            arith_eval_set(skill, ARITH_ITEMS_PER_SKILL), tokenizer.encode
         )
-    if not (run_dir / "config.yaml").is_file():
-        raise UserError(f"--resume: {run_dir} is not a budgetlm run (no config.yaml); check --out")
-    return run_dir
+        for skill in SKILLS
+    }
+
+    def build(device: torch.device, autocast: Callable) -> Callable[[torch.nn.Module], dict]:
+        def evaluate(model: torch.nn.Module) -> dict[str, Any]:
+            accuracy = {
+                name: exact_match(model, items, device, autocast) for name, items in tasks.items()
+            }
+            accuracy["arith"] = sum(accuracy.values()) / len(accuracy)
+            return {"accuracy": accuracy}
+
+        return evaluate
+
+    return build
 
 
-def _restore(trainer: Trainer, run_dir: Path, log: Log) -> None:
-    found = latest_checkpoint(run_dir, log)
-    if found is None:
-        log(f"{run_dir} has no checkpoint yet; starting it from step 0")
-        return
-    path, state = found
-    if "final" in state.get("tags", []):
-        raise UserError(
-            f"run {run_dir} already finished at step {state['step']}; nothing to resume"
-        )
-    trainer.restore(path, state)
-    log(f"restored {path.name} (step {state['step']})")
+def _start_record(run_dir: Path) -> dict | None:
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return None
+    for line in path.read_text(encoding="utf-8").splitlines():
+        record = json.loads(line)
+        if record.get("type") == "start":
+            return record
+    return None
 
 
-def _write_end(
-    metrics: MetricsLog,
-    result: TrainResult,
-    planner: BudgetController,
-    data_seconds: float,
-    setup_seconds: float,
-    sample_seconds: float,
-) -> None:
-    s = result.state
-    metrics.write(
-        "end",
-        steps=s.step,
-        tokens=s.tokens,
-        val_loss=result.val_loss,
-        tokens_per_s=result.tokens_per_second,
-        flops=s.step * planner.flops_per_step,
-        seconds=dict(s.seconds, data=data_seconds, setup=setup_seconds, samples=sample_seconds),
-    )
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
-        raise UserError(f"train.device must be 'auto', 'cpu' or 'cuda', got '{name}'")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(
-            "train.device is 'cuda' but no CUDA device is available; use 'auto' or 'cpu'"
-        )
-    return torch.device(name)
+def _sha(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def _run_config_path(run_dir: Path) -> Path:
-    path = run_dir / "config.yaml"
+    path = Path(run_dir) / "config.yaml"
     if not path.is_file():
         raise UserError(f"{run_dir} is not a budgetlm run directory (no config.yaml); check --run")
     return path
 
 
+PretrainResult = RunResult
 __all__ = [
+    "RunResult",
     "PretrainResult",
     "prepare",
     "pretrain",
+    "continue_pretraining",
     "generate",
     "load_model",
     "load_tokenizer",
-    "ModelConfig",
-    "RunConfig",
 ]

@@ -23,6 +23,22 @@ from budgetlm.train.config import CheckpointConfig, TrainConfig
 
 
 @dataclass
+class ContinualConfig:
+    """Continual pre-training: which model to continue and how (see budget/recipes.py)."""
+
+    from_run: str | None = None
+    """The budgetlm run directory whose model is trained further."""
+    recipe: str = "default"
+    """naive, rewarm, replay, infinite, infinite-replay or default."""
+    replay: list[str] | None = None
+    """Sources to replay; default: the data the model was pre-trained on."""
+    replay_ratio: float | None = None
+    """Share of each batch drawn from the replayed data; default: the recipe's."""
+    lr: float | None = None
+    """Peak learning rate; default: the one the model was pre-trained with."""
+
+
+@dataclass
 class RunConfig:
     """Everything a run needs; `budgetlm pretrain --config run.yaml` reproduces a run."""
 
@@ -37,6 +53,7 @@ class RunConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     samples: SampleConfig = field(default_factory=SampleConfig)
+    continual: ContinualConfig = field(default_factory=ContinualConfig)
 
 
 def to_dict(config: Any) -> dict[str, Any]:

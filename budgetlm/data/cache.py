@@ -23,10 +23,16 @@ def default_cache_dir() -> Path:
 
 
 def cache_key(
-    sources: list[str], vocab_size: int, val_fraction: float, text_field: str, seed: int
+    sources: list[str],
+    vocab_size: int,
+    val_fraction: float,
+    text_field: str,
+    seed: int,
+    tokenizer: str | Path | None = None,
 ) -> str:
-    """A hash of everything that determines the prepared data: the settings, and each source
-    file's path, size and modification time (the Python version, for built-in corpora)."""
+    """A hash of everything that determines the prepared data: the settings, the tokenizer file
+    when one is reused, and each source file's path, size and modification time (the Python
+    version, for built-in corpora)."""
     items = []
     for source in parse_sources(sources):
         stats = [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in source.paths]
@@ -37,6 +43,7 @@ def cache_key(
         "val_fraction": val_fraction,
         "text_field": text_field,
         "seed": seed,
+        "tokenizer": _file_hash(tokenizer) if tokenizer is not None else None,
         "python": platform.python_version(),
         "budgetlm": __version__,
     }
@@ -51,10 +58,13 @@ def prepare_cached(
     seed: int,
     cache_dir: str | Path | None = None,
     log: Callable[[str], None] = print,
+    tokenizer: str | Path | None = None,
 ) -> Path:
-    """The prepared dataset for these sources, built on first use (atomically) and reused."""
+    """The prepared dataset for these sources, built on first use (atomically) and reused;
+    with `tokenizer`, tokenized by that tokenizer instead of a newly trained one."""
     root = Path(cache_dir) if cache_dir else default_cache_dir()
-    path = root / "prepared" / cache_key(sources, vocab_size, val_fraction, text_field, seed)
+    key = cache_key(sources, vocab_size, val_fraction, text_field, seed, tokenizer)
+    path = root / "prepared" / key
     if (path / "manifest.json").is_file():
         log(f"using prepared data from {path}")
         return path
@@ -68,9 +78,14 @@ def prepare_cached(
             val_fraction=val_fraction,
             text_field=text_field,
             seed=seed,
+            tokenizer=tokenizer,
             log=log,
         )
     except (OSError, UserError):
         if not (path / "manifest.json").is_file():  # another process may have won the race
             raise
     return path
+
+
+def _file_hash(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()

@@ -1,0 +1,281 @@
+"""One training job from assembled parts: creates (or resumes) the run directory, builds the
+model, optimizer, sampler, schedule and budget controller, trains, writes samples and the end
+record. `api.pretrain` and `api.continue_pretraining` differ only in the parts they pass."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from budgetlm.budget.controller import BudgetController
+from budgetlm.budget.spec import parse_budget
+from budgetlm.config import RunConfig, save_config
+from budgetlm.data.mixture import TrainingData
+from budgetlm.data.sampler import MixtureSampler
+from budgetlm.data.tokenizer import TOKENIZER_FILE, Tokenizer
+from budgetlm.errors import UserError
+from budgetlm.evaluate.stability import continual_summary
+from budgetlm.model.decoder import Decoder
+from budgetlm.model.flops import count_parameters, flops_per_token
+from budgetlm.model.generate import generate as sample_tokens
+from budgetlm.report.summary import read_metrics, summarize
+from budgetlm.train.checkpoint import latest_checkpoint, list_checkpoints
+from budgetlm.train.loop import Trainer
+from budgetlm.train.metrics import MetricsLog
+from budgetlm.train.optim import build_adamw
+from budgetlm.train.progress import Progress
+from budgetlm.train.schedules import build_schedule
+
+Log = Callable[[str], None]
+Init = Callable[[Decoder, torch.optim.Optimizer], None]
+ExtraEval = Callable[[torch.nn.Module], dict[str, Any]]
+
+
+@dataclass
+class RunResult:
+    """What a training job produced."""
+
+    run_dir: Path
+    val_loss: dict[str, float]
+    steps: int
+    tokens: int
+    tokens_per_second: float
+    summary: str
+
+
+def run_training(
+    config: RunConfig,
+    data: TrainingData,
+    tokenizer_path: Path,
+    run_dir: Path | None,
+    log: Log,
+    data_seconds: float = 0.0,
+    init: Init | None = None,
+    extra_evaluation: Callable[[torch.device, Callable], ExtraEval] | None = None,
+    start_fields: dict[str, Any] | None = None,
+) -> RunResult:
+    """Train `config.model` on `data` within `config.budget`; resume when `run_dir` is given."""
+    t0 = time.perf_counter()
+    resume = run_dir is not None
+    budget = parse_budget(config.budget)
+    tokenizer = Tokenizer.load(tokenizer_path)
+    if not config.model.is_resolved():
+        config.model = config.model.resolved(vocab_size=tokenizer.vocab_size)
+    if config.model.vocab_size < tokenizer.vocab_size:
+        raise UserError(
+            f"model.vocab_size is {config.model.vocab_size} but the tokenizer has "
+            f"{tokenizer.vocab_size} tokens; leave model.vocab_size unset"
+        )
+    if run_dir is None:
+        run_dir = new_run_dir(config)
+    device = resolve_device(config.train.device)
+    torch.manual_seed(config.train.seed)
+    model = Decoder(config.model).to(device)
+    optimizer = build_adamw(model, config.train, device)
+    sampler = MixtureSampler(data.train, config.model.seq_len, data.weights, config.train.seed)
+    tokens_per_step = config.train.batch_size * config.model.seq_len
+    planner = BudgetController(
+        budget, tokens_per_step, flops_per_token(config.model) * tokens_per_step
+    )
+    schedule = build_schedule(
+        config.train.schedule,
+        config.train.warmup_fraction,
+        config.train.decay_fraction,
+        config.train.min_lr_ratio,
+    )
+    planner.initial_total()  # a token/FLOP budget too small for one step fails here
+    created = not resume
+    try:
+        if created:
+            run_dir.mkdir(parents=True)
+            save_config(config, run_dir / "config.yaml")
+            shutil.copyfile(tokenizer_path, run_dir / TOKENIZER_FILE)
+        metrics = MetricsLog(run_dir / "metrics.jsonl")
+        trainer = Trainer(
+            model,
+            optimizer,
+            sampler,
+            schedule,
+            planner,
+            data.val,
+            run_dir,
+            config.train,
+            config.eval,
+            config.checkpoint,
+            metrics,
+            Progress(),
+            device,
+            config.model.seq_len,
+            extra_evaluation=extra_evaluation(device, trainer_autocast(config, device))
+            if extra_evaluation
+            else None,
+        )
+        if resume:
+            restore_latest(trainer, run_dir, log)
+        elif init is not None:
+            init(model, optimizer)
+        params = count_parameters(config.model)
+        metrics.write(
+            "resume" if resume else "start",
+            step=trainer.state.step,
+            budget=str(budget),
+            model_size=config.model.size,
+            parameters=params,
+            flops_per_token=flops_per_token(config.model),
+            tokens_per_step=tokens_per_step,
+            device=str(device),
+            precision=config.train.precision,
+            threads=torch.get_num_threads(),
+            data=data.datasets,
+            weights=sampler.weights,
+            train_tokens={d: len(s) for d, s in data.train.items()},
+            unigram_entropy=data.unigram_entropy,
+            new_domains=data.new_domains,
+            old_domains=data.old_domains,
+            **(start_fields or {}),
+        )
+        setup_seconds = time.perf_counter() - t0
+        log(
+            f"training {config.model.size} ({params['total']:,} parameters) on "
+            f"{', '.join(data.domains)} for {budget} on {device} -> {run_dir}"
+        )
+        result = trainer.run()
+    except BaseException:
+        if created and not list_checkpoints(run_dir):
+            shutil.rmtree(run_dir, ignore_errors=True)  # nothing worth keeping yet
+        raise
+    t0 = time.perf_counter()
+    write_samples(model, tokenizer, data, config, run_dir / "samples.txt", device)
+    sample_seconds = time.perf_counter() - t0
+    s = result.state
+    metrics.write(
+        "end",
+        steps=s.step,
+        tokens=s.tokens,
+        val_loss=result.val_loss,
+        tokens_per_s=result.tokens_per_second,
+        flops=s.step * planner.flops_per_step,
+        seconds=dict(s.seconds, data=data_seconds, setup=setup_seconds, samples=sample_seconds),
+    )
+    if data.old_domains:
+        evals = [r for r in read_metrics(run_dir) if r["type"] == "eval"]
+        metrics.write("continual", **continual_summary(evals, data.new_domains, data.old_domains))
+    metrics.close()
+    summary = summarize(run_dir)
+    log(summary)
+    return RunResult(run_dir, result.val_loss, s.step, s.tokens, result.tokens_per_second, summary)
+
+
+def trainer_autocast(config: RunConfig, device: torch.device) -> Callable:
+    """The autocast context the trainer uses, for evaluations built outside it."""
+    enabled = config.train.precision == "bf16"
+    return lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+def write_samples(
+    model: Decoder,
+    tokenizer: Tokenizer,
+    data: TrainingData,
+    config: RunConfig,
+    path: Path,
+    device: torch.device,
+) -> None:
+    """Generate from the openings of a few held-out documents per domain into samples.txt."""
+    cfg = config.samples
+    generator = torch.Generator(device=device).manual_seed(cfg.seed)
+    model.eval()
+    blocks = []
+    for domain, stream in data.val.items():
+        for prompt_ids in document_openings(stream, tokenizer.eos_id, cfg.prompts_per_domain):
+            new = sample_tokens(
+                model,
+                prompt_ids,
+                cfg.max_new_tokens,
+                cfg.temperature,
+                cfg.top_k,
+                tokenizer.eos_id,
+                generator,
+            )
+            prompt = tokenizer.decode(prompt_ids)
+            blocks.append(f"=== {domain} | prompt: {prompt!r}\n{prompt}{tokenizer.decode(new)}\n")
+    path.write_text("\n".join(blocks), encoding="utf-8")
+
+
+def document_openings(stream: np.ndarray, eos_id: int, count: int, length: int = 12) -> list:
+    """The first `length` tokens of the first `count` documents of an EOS-separated stream."""
+    head = np.asarray(stream[: 1 << 20])
+    starts = [0] + [int(i) + 1 for i in np.flatnonzero(head == eos_id)]
+    openings = []
+    for start in starts:
+        ids = [int(t) for t in head[start : start + length] if t != eos_id]
+        if len(ids) == min(length, len(head) - start) and ids:
+            openings.append(ids)
+        if len(openings) == count:
+            break
+    return openings
+
+
+def new_run_dir(config: RunConfig) -> Path:
+    """out_dir/name for a new run (name defaults to size and start time); never an existing run."""
+    if config.name is None:
+        config.name = f"{config.model.size}-{datetime.now():%Y%m%d-%H%M%S}"
+    run_dir = Path(config.out_dir) / config.name
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise UserError(
+            f"run directory {run_dir} already exists; pass --resume to continue it, or choose "
+            "another --out / --name"
+        )
+    return run_dir
+
+
+def find_resume_dir(config: RunConfig) -> Path:
+    """The run to resume: out_dir/name when named, else the newest run under out_dir."""
+    out = Path(config.out_dir)
+    if config.name is not None:
+        run_dir = out / config.name
+    elif (out / "config.yaml").is_file():
+        run_dir = out
+    else:
+        runs = [p.parent for p in out.glob("*/config.yaml")] if out.is_dir() else []
+        if not runs:
+            raise UserError(f"--resume: no run found under {out}; pass --out RUN_DIR")
+        run_dir = max(runs, key=lambda p: (p / "config.yaml").stat().st_mtime)
+    if not (run_dir / "config.yaml").is_file():
+        raise UserError(f"--resume: {run_dir} is not a budgetlm run (no config.yaml); check --out")
+    return run_dir
+
+
+def restore_latest(trainer: Trainer, run_dir: Path, log: Log) -> None:
+    """Load the newest intact checkpoint of a killed run into the trainer."""
+    found = latest_checkpoint(run_dir, log)
+    if found is None:
+        log(f"{run_dir} has no checkpoint yet; starting it from step 0")
+        return
+    path, state = found
+    if "final" in state.get("tags", []):
+        raise UserError(
+            f"run {run_dir} already finished at step {state['step']}; nothing to resume"
+        )
+    trainer.restore(path, state)
+    log(f"restored {path.name} (step {state['step']})")
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> cuda when available, else cpu; errors for unknown or unavailable devices."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
+        raise UserError(f"train.device must be 'auto', 'cpu' or 'cuda', got '{name}'")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(
+            "train.device is 'cuda' but no CUDA device is available; use 'auto' or 'cpu'"
+        )
+    return torch.device(name)
