@@ -19,7 +19,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        overrides = parse_dotted_overrides(extra, allow=args.command == "pretrain")
+        overrides = parse_dotted_overrides(extra, allow=args.command in ("pretrain", "continue"))
         args.handler(args, overrides)
     except UserError as e:
         print(f"budgetlm {args.command}: error: {e}", file=sys.stderr)
@@ -75,6 +75,35 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume", action="store_true", help="continue a killed run from its last checkpoint"
     )
     p.set_defaults(handler=run_pretrain)
+
+    p = sub.add_parser(
+        "continue",
+        help="train an existing model further on new data without forgetting",
+        description="Continue pre-training a budgetlm run's model on new data with a recipe "
+        "against the stability gap and forgetting (replay, LR re-warming, continuing the "
+        "pre-decay checkpoint). Any config key can be overridden as --section.key VALUE.",
+    )
+    p.add_argument("--from", dest="from_run", metavar="RUN_DIR", help="the run to continue")
+    p.add_argument("--data", nargs="+", metavar="SRC", help="the new data (see `prepare`)")
+    p.add_argument("--prepared", metavar="DIR", help="new data prepared with the run's tokenizer")
+    p.add_argument(
+        "--replay",
+        nargs="+",
+        metavar="SRC",
+        help="data to replay (default: the data the run was trained on)",
+    )
+    p.add_argument(
+        "--replay-ratio",
+        type=float,
+        metavar="R",
+        help="share of each batch replayed (default: the recipe's)",
+    )
+    p.add_argument("--recipe", help="default, naive, rewarm, replay, infinite, infinite-replay")
+    p.add_argument("--config", help="YAML config file (e.g. a continued run's config.yaml)")
+    p.add_argument("--budget", help="90s, 5m, 2h, 50Mtok, 1e15flop or 2000steps (default 5m)")
+    p.add_argument("--out", metavar="DIR", help="run directory (default runs/<size>-<time>)")
+    p.add_argument("--resume", action="store_true", help="continue a killed run")
+    p.set_defaults(handler=run_continue)
 
     p = sub.add_parser(
         "generate",
@@ -134,14 +163,43 @@ def run_prepare(args: argparse.Namespace, overrides: list[tuple[str, Any]]) -> N
 
 def run_pretrain(args: argparse.Namespace, overrides: list[tuple[str, Any]]) -> None:
     from budgetlm import api
-    from budgetlm.config import load_config
+
+    api.pretrain(_config_from_args(args, overrides), resume=args.resume)
+
+
+def run_continue(args: argparse.Namespace, overrides: list[tuple[str, Any]]) -> None:
+    from budgetlm import api
 
     flags: list[tuple[str, Any]] = []
+    if args.from_run:
+        flags.append(("continual.from_run", args.from_run))
+    if args.replay:
+        flags.append(("continual.replay", args.replay))
+    if args.replay_ratio is not None:
+        flags.append(("continual.replay_ratio", args.replay_ratio))
+    if args.recipe:
+        flags.append(("continual.recipe", args.recipe))
+    if args.resume and flags:
+        raise UserError("--resume continues a run with its saved config.yaml; pass only --out")
+    if not args.resume and not (args.data or args.prepared or args.config):
+        raise UserError("continue needs the new data: --data SOURCE... or --prepared DIR")
+    api.continue_pretraining(_config_from_args(args, overrides, flags), resume=args.resume)
+
+
+def _config_from_args(
+    args: argparse.Namespace,
+    overrides: list[tuple[str, Any]],
+    flags: list[tuple[str, Any]] | None = None,
+):
+    """The run config: the YAML file, then the named flags, then --section.key overrides."""
+    from budgetlm.config import load_config
+
+    flags = list(flags or [])
     if args.data:
         flags.append(("data.sources", args.data))
     if args.prepared:
         flags.append(("data.prepared", args.prepared))
-    if args.model:
+    if getattr(args, "model", None):
         flags.append(("model.size", args.model))
     if args.budget:
         flags.append(("budget", args.budget))
@@ -149,14 +207,18 @@ def run_pretrain(args: argparse.Namespace, overrides: list[tuple[str, Any]]) -> 
         out = Path(args.out)
         flags += [("out_dir", str(out.parent)), ("name", out.name)]
     if args.resume and (
-        args.config or args.data or args.prepared or args.model or args.budget or overrides
+        args.config
+        or args.data
+        or args.prepared
+        or getattr(args, "model", None)
+        or args.budget
+        or overrides
     ):
         raise UserError(
             "--resume continues a run with its saved config.yaml; pass only --out "
             "(and nothing that changes the config)"
         )
-    config = load_config(args.config, flags + overrides)
-    api.pretrain(config, resume=args.resume)
+    return load_config(args.config, flags + overrides)
 
 
 def run_generate(args: argparse.Namespace, overrides: list[tuple[str, Any]]) -> None:

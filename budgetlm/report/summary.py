@@ -72,8 +72,41 @@ def summarize(run_dir: str | Path) -> str:
         f"model setup {_dur(seconds.get('setup', 0.0))}, "
         f"samples {_dur(seconds.get('samples', 0.0))}"
     )
+    continual = _last(records, "continual")
+    if continual is not None:
+        lines += continual_lines(continual, start)
     lines.append(f"samples: {Path(run_dir) / 'samples.txt'}")
     return "\n".join(lines)
+
+
+def continual_lines(record: dict[str, Any], start: dict[str, Any]) -> list[str]:
+    """The stability gap on new domains, forgetting on old ones, and downstream accuracy."""
+    lines = [
+        f"continued from {start.get('parent')} ({start.get('parent_checkpoint')}) with recipe "
+        f"'{start.get('recipe')}', replay ratio {start.get('replay_ratio')}"
+    ]
+    for domain, gap in record["new"].items():
+        recovery = (
+            "no gap"
+            if gap["depth"] == 0
+            else f"recovered at step {gap['recover_step']} ({gap['recover_tokens']:,} tokens)"
+            if gap["recovered"]
+            else "not recovered"
+        )
+        lines.append(
+            f"  new domain {domain}: loss {gap['start']:.3f} -> {gap['final']:.3f}, stability gap "
+            f"{gap['depth']:.3f} at step {gap['peak_step']}, {recovery}"
+        )
+    for domain, change in record["forgetting"].items():
+        lines.append(f"  old domain {domain}: loss change {change:+.3f} (forgetting)")
+    for task, gap in record.get("accuracy", {}).items():
+        if "/" in task:
+            continue
+        lines.append(
+            f"  {task} accuracy: {gap['start']:.3f} -> {gap['final']:.3f}, largest drop "
+            f"{gap['depth']:.3f}"
+        )
+    return lines
 
 
 def _last(records: list[dict[str, Any]], kind: str) -> dict[str, Any] | None:

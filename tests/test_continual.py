@@ -1,0 +1,129 @@
+"""budgetlm continue: a tiny model pre-trained on one domain, continued on another."""
+
+import json
+
+import pytest
+
+from budgetlm import api
+from budgetlm.config import load_config
+from budgetlm.errors import UserError
+
+from .conftest import write_corpus
+
+TINY = {
+    "model.size": "custom",
+    "model.d_model": 32,
+    "model.n_layers": 2,
+    "model.n_heads": 2,
+    "model.seq_len": 32,
+    "train.batch_size": 8,
+    "train.micro_batch_size": 8,
+    "train.log_every": 2,
+    "eval.count": 2,
+    "eval.tokens_per_domain": 256,
+    "checkpoint.every": 0,
+    "samples.max_new_tokens": 4,
+    "samples.prompts_per_domain": 1,
+}
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """A parent run trained on 'prose' only, and the path of a 'code' corpus."""
+    root = tmp_path_factory.mktemp("continual")
+    prose, code = write_corpus(root)
+    values = {
+        **TINY,
+        "data.sources": [prose],
+        "data.vocab_size": 300,
+        "data.val_fraction": 0.2,
+        "data.cache_dir": str(root / "cache"),
+        "out_dir": str(root / "runs"),
+        "name": "parent",
+        "budget": "10steps",
+    }
+    parent = api.pretrain(load_config(None, list(values.items())), log=lambda _: None)
+    return root, parent.run_dir, code
+
+
+def continued(setup, name, **extra):
+    root, parent, code = setup
+    values = {
+        **TINY,
+        "continual.from_run": str(parent),
+        "data.sources": [code],
+        "data.val_fraction": 0.2,
+        "data.cache_dir": str(root / "cache"),
+        "out_dir": str(root / "runs"),
+        "name": name,
+        "budget": "8steps",
+        **extra,
+    }
+    return api.continue_pretraining(load_config(None, list(values.items())), log=lambda _: None)
+
+
+def records(run_dir, kind):
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if r["type"] == kind]
+
+
+def test_replay_recipe_measures_gap_and_forgetting(setup):
+    result = continued(setup, "replay", **{"continual.recipe": "replay"})
+    start = records(result.run_dir, "start")[0]
+    assert start["recipe"] == "replay" and start["replay_ratio"] == 0.25
+    assert start["new_domains"] == ["code"] and start["old_domains"] == ["prose"]
+    assert start["weights"]["prose"] == pytest.approx(0.25)
+    evals = records(result.run_dir, "eval")
+    assert set(evals[0]["val_loss"]) == {"code", "prose"}
+    assert [r["step"] for r in evals] == [0, 1, 4, 8]  # the early grid adds step 1
+    summary = records(result.run_dir, "continual")[-1]
+    assert set(summary["new"]) == {"code"} and set(summary["forgetting"]) == {"prose"}
+    assert summary["forgetting"]["prose"] == pytest.approx(
+        evals[-1]["val_loss"]["prose"] - evals[0]["val_loss"]["prose"]
+    )
+    assert "stability gap" in result.summary and "forgetting" in result.summary
+
+
+def test_final_recipes_start_from_the_parents_final_weights(setup):
+    _, parent, _ = setup
+    result = continued(setup, "naive", **{"continual.recipe": "naive"})
+    parent_eval = records(parent, "eval")[-1]["val_loss"]["prose"]
+    assert records(result.run_dir, "eval")[0]["val_loss"]["prose"] == pytest.approx(parent_eval)
+    assert records(result.run_dir, "start")[0]["parent_checkpoint"] == "step_000010"
+
+
+def test_infinite_recipe_starts_from_pre_decay_at_constant_lr(setup):
+    _, parent, _ = setup
+    result = continued(setup, "infinite", **{"continual.recipe": "infinite"})
+    start = records(result.run_dir, "start")[0]
+    pre_decay = next(
+        p.name
+        for p in (parent / "checkpoints").iterdir()
+        if "pre_decay" in json.loads((p / "state.json").read_text())["tags"]
+    )
+    assert start["parent_checkpoint"] == pre_decay and pre_decay != "step_000010"
+    train = records(result.run_dir, "train")
+    assert train[0]["lr"] == pytest.approx(3e-3)  # no re-warm: the plateau LR at once
+    assert train[-1]["lr"] == 0.0
+
+
+def test_continued_model_keeps_the_parents_tokenizer(setup):
+    _, parent, _ = setup
+    result = continued(setup, "tok", **{"continual.recipe": "rewarm"})
+    assert (result.run_dir / "tokenizer.json").read_bytes() == (
+        parent / "tokenizer.json"
+    ).read_bytes()
+    vocab = api.load_tokenizer(parent).vocab_size
+    assert api.load_model(result.run_dir).tok_emb.weight.shape[0] == vocab
+
+
+def test_errors(setup):
+    root, parent, code = setup
+    with pytest.raises(UserError, match="unknown recipe 'replya'.*did you mean 'replay'"):
+        continued(setup, "e1", **{"continual.recipe": "replya"})
+    with pytest.raises(UserError, match="in both the new data and the replayed"):
+        continued(setup, "e2", **{"data.sources": [code.replace("code=", "prose=")]})
+    with pytest.raises(UserError, match="needs --from"):
+        api.continue_pretraining(load_config(None, [("data.sources", [code])]))
+    with pytest.raises(UserError, match="not a budgetlm run"):
+        continued(setup, "e3", **{"continual.from_run": str(root)})
