@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -17,12 +16,13 @@ from budgetlm.config import RunConfig, load_config
 from budgetlm.data.cache import prepare_cached
 from budgetlm.data.dataset import PreparedDataset
 from budgetlm.data.mixture import from_dataset, with_replay
-from budgetlm.data.prepare import prepare_dataset
+from budgetlm.data.prepare import file_sha256, prepare_dataset
 from budgetlm.data.tokenizer import TOKENIZER_FILE, Tokenizer
 from budgetlm.errors import UserError
 from budgetlm.evaluate.exact_match import exact_match, tokenize_items
 from budgetlm.model.decoder import Decoder
 from budgetlm.model.generate import generate as sample_tokens
+from budgetlm.report.summary import read_metrics
 from budgetlm.runner import RunResult, find_resume_dir, run_training
 from budgetlm.train.checkpoint import (
     STATE_FILE,
@@ -189,7 +189,9 @@ def _open_data(config: RunConfig, tokenizer: Path | None, log: Log) -> PreparedD
     data = config.data
     if data.prepared:
         dataset = PreparedDataset(data.prepared)
-        if tokenizer is not None and _sha(dataset.path / TOKENIZER_FILE) != _sha(tokenizer):
+        if tokenizer is not None and file_sha256(dataset.path / TOKENIZER_FILE) != file_sha256(
+            tokenizer
+        ):
             raise UserError(
                 f"the prepared dataset {data.prepared} was tokenized with another tokenizer than "
                 f"the model's ({tokenizer}); prepare it with `budgetlm prepare --tokenizer "
@@ -284,18 +286,9 @@ def _arith_evaluation(tokenizer: Tokenizer, datasets: list[PreparedDataset]):
 
 
 def _start_record(run_dir: Path) -> dict | None:
-    path = run_dir / "metrics.jsonl"
-    if not path.is_file():
+    if not (run_dir / "metrics.jsonl").is_file():
         return None
-    for line in path.read_text(encoding="utf-8").splitlines():
-        record = json.loads(line)
-        if record.get("type") == "start":
-            return record
-    return None
-
-
-def _sha(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return next((r for r in read_metrics(run_dir) if r["type"] == "start"), None)
 
 
 def _run_config_path(run_dir: Path) -> Path:

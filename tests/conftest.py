@@ -56,6 +56,16 @@ def tiny_prepared(tmp_path_factory):
     return out
 
 
+TINY_MODEL = {
+    "model.size": "custom",
+    "model.d_model": 32,
+    "model.n_layers": 2,
+    "model.n_heads": 2,
+    "model.seq_len": 32,
+}
+"""A ~20k-parameter model shape for tests."""
+
+
 @pytest.fixture
 def tiny_config(tiny_prepared, tmp_path):
     """A run config that trains a ~20k-parameter model for a few steps on tiny_prepared."""
@@ -66,11 +76,7 @@ def tiny_config(tiny_prepared, tmp_path):
             "out_dir": str(tmp_path / "runs"),
             "name": "tiny",
             "budget": "12steps",
-            "model.size": "custom",
-            "model.d_model": 32,
-            "model.n_layers": 2,
-            "model.n_heads": 2,
-            "model.seq_len": 32,
+            **TINY_MODEL,
             "train.batch_size": 8,
             "train.micro_batch_size": 4,
             "train.log_every": 2,

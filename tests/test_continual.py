@@ -8,14 +8,10 @@ from budgetlm import api
 from budgetlm.config import load_config
 from budgetlm.errors import UserError
 
-from .conftest import write_corpus
+from .conftest import TINY_MODEL, write_corpus
 
 TINY = {
-    "model.size": "custom",
-    "model.d_model": 32,
-    "model.n_layers": 2,
-    "model.n_heads": 2,
-    "model.seq_len": 32,
+    **TINY_MODEL,
     "train.batch_size": 8,
     "train.micro_batch_size": 8,
     "train.log_every": 2,

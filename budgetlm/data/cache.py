@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from budgetlm import __version__
-from budgetlm.data.prepare import prepare_dataset
+from budgetlm.data.prepare import file_sha256, prepare_dataset
 from budgetlm.data.sources import parse_sources
 from budgetlm.errors import UserError
 
@@ -43,7 +43,7 @@ def cache_key(
         "val_fraction": val_fraction,
         "text_field": text_field,
         "seed": seed,
-        "tokenizer": _file_hash(tokenizer) if tokenizer is not None else None,
+        "tokenizer": file_sha256(Path(tokenizer)) if tokenizer is not None else None,
         "python": platform.python_version(),
         "budgetlm": __version__,
     }
@@ -85,7 +85,3 @@ def prepare_cached(
         if not (path / "manifest.json").is_file():  # another process may have won the race
             raise
     return path
-
-
-def _file_hash(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
