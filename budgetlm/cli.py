@@ -25,7 +25,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"budgetlm {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"budgetlm {args.command}: interrupted", file=sys.stderr)
+        print(
+            f"budgetlm {args.command}: interrupted; a run continues from its last checkpoint "
+            f"with `budgetlm {args.command} --resume --out RUN_DIR`",
+            file=sys.stderr,
+        )
         return 130
     return 0
 
@@ -198,7 +202,7 @@ def _config_from_args(
     if args.data:
         flags.append(("data.sources", args.data))
     if args.prepared:
-        flags.append(("data.prepared", args.prepared))
+        flags += [("data.prepared", args.prepared), ("data.sources", [])]
     if getattr(args, "model", None):
         flags.append(("model.size", args.model))
     if args.budget:

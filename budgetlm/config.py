@@ -74,11 +74,20 @@ def from_dict(cls: type, values: dict[str, Any], where: str = "") -> Any:
         path = f"{where}.{key}" if where else key
         if key not in names:
             raise UserError(
-                f"unknown config key '{path}'{closest(key, names)}; "
+                f"unknown config key '{path}'{_closest_path(key, names, where)}; "
                 f"valid keys here: {', '.join(names)}"
             )
         kwargs[key] = _coerce(hints[key], value, path)
     return cls(**kwargs)
+
+
+def _closest_path(key: str, names: list[str], where: str) -> str:
+    """A ' (did you mean --section.key?)' hint naming the full dotted key, as typed on the CLI."""
+    hint = closest(key, names)
+    if not hint:
+        return ""
+    match = hint.split("'")[1]
+    return f" (did you mean --{where + '.' if where else ''}{match}?)"
 
 
 def _coerce(hint: Any, value: Any, path: str) -> Any:

@@ -231,7 +231,7 @@ def new_run_dir(config: RunConfig) -> Path:
     if run_dir.exists() and any(run_dir.iterdir()):
         raise UserError(
             f"run directory {run_dir} already exists; pass --resume to continue it, or choose "
-            "another --out / --name"
+            "another --out"
         )
     return run_dir
 

@@ -21,7 +21,11 @@ def test_help_lists_every_command_with_a_purpose(capsys):
 def test_unknown_override_key_is_one_line_with_suggestion(capsys):
     code, _, err = run(capsys, "pretrain", "--train.lrr", "3e-3")
     assert code == 2
-    assert err.count("\n") == 1 and "unknown config key 'train.lrr'" in err and "'lr'" in err
+    assert (
+        err.count("\n") == 1
+        and "unknown config key 'train.lrr'" in err
+        and "did you mean --train.lr?" in err
+    )
 
 
 def test_unknown_plain_flag_is_an_error(capsys):

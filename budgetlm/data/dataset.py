@@ -13,7 +13,7 @@ from budgetlm.data.shards import TokenShard
 from budgetlm.data.tokenizer import TOKENIZER_FILE, Tokenizer
 from budgetlm.errors import UserError, closest
 
-PREPARE_HINT = "fix: run `budgetlm prepare SOURCE... --out {path}`"
+PREPARE_HINT = "fix: run `budgetlm prepare --data SOURCE... --out {path}`"
 SHARD_KEYS = {"path", "tokens", "documents", "sha256"}
 REPREPARE_HINT = "fix: prepare the dataset again with `budgetlm prepare`"
 

@@ -299,7 +299,7 @@ def _json_text(line: str, path: Path, lineno: int, text_field: str) -> str:
     """The text field of one JSON line, or a UserError naming file:line, the field and the fix."""
     where = f"{path}:{lineno}"
     try:
-        obj: Any = json.loads(line)
+        obj: Any = json.loads(line.rstrip("\r\n"))
     except json.JSONDecodeError as e:
         raise UserError(
             f"{where}: not valid JSON ({e.msg} at column {e.colno}); "
