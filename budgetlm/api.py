@@ -139,6 +139,7 @@ def continue_pretraining(config: RunConfig, resume: bool = False, log: Log = pri
             "parent_checkpoint": checkpoint.name,
             "recipe": cont.recipe,
             "replay_ratio": ratio,
+            "parent_final_val_loss": _final_val_loss(parent),
         },
     )
 
@@ -283,6 +284,12 @@ def _arith_evaluation(tokenizer: Tokenizer, datasets: list[PreparedDataset]):
         return evaluate
 
     return build
+
+
+def _final_val_loss(run_dir: Path) -> dict[str, float]:
+    """The validation losses of a run's final model (its last evaluation)."""
+    evals = [r for r in read_metrics(run_dir) if r["type"] == "eval"]
+    return evals[-1]["val_loss"] if evals else {}
 
 
 def _start_record(run_dir: Path) -> dict | None:

@@ -167,7 +167,9 @@ def run_training(
     )
     if data.old_domains:
         evals = [r for r in read_metrics(run_dir) if r["type"] == "eval"]
-        metrics.write("continual", **continual_summary(evals, data.new_domains, data.old_domains))
+        reference = (start_fields or {}).get("parent_final_val_loss")
+        summary = continual_summary(evals, data.new_domains, data.old_domains, reference)
+        metrics.write("continual", **summary)
     metrics.close()
     summary = summarize(run_dir)
     log(summary)

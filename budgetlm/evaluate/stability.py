@@ -44,11 +44,16 @@ def _gap(points: list[tuple[int, int, float]], sign: float) -> dict[str, Any]:
 
 
 def continual_summary(
-    evals: Sequence[dict[str, Any]], new_domains: Sequence[str], old_domains: Sequence[str]
+    evals: Sequence[dict[str, Any]],
+    new_domains: Sequence[str],
+    old_domains: Sequence[str],
+    reference: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """Gap, recovery and forgetting from a run's eval records (metrics.jsonl 'eval' lines):
-    per new domain the loss gap; per old domain the forgetting (final minus start loss);
-    per downstream task the accuracy gap."""
+    per new domain the loss gap; per old domain the forgetting, the final loss minus the
+    `reference` loss (the parent's final model, which is what the user had; a recipe that starts
+    from an earlier checkpoint starts higher) or, without one, minus the start loss; per
+    downstream task the accuracy gap."""
 
     def series(key: str, name: str) -> list[tuple[int, int, float]]:
         return [(r["step"], r["tokens"], r[key][name]) for r in evals if name in r.get(key, {})]
@@ -57,7 +62,8 @@ def continual_summary(
     return {
         "new": {d: loss_gap(series("val_loss", d)) for d in new_domains},
         "forgetting": {
-            d: series("val_loss", d)[-1][2] - series("val_loss", d)[0][2] for d in old_domains
+            d: series("val_loss", d)[-1][2] - (reference or {}).get(d, series("val_loss", d)[0][2])
+            for d in old_domains
         },
         "old": {d: loss_gap(series("val_loss", d)) for d in old_domains},
         "accuracy": {t: accuracy_gap(series("accuracy", t)) for t in tasks},

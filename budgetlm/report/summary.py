@@ -98,7 +98,10 @@ def continual_lines(record: dict[str, Any], start: dict[str, Any]) -> list[str]:
             f"{gap['depth']:.3f} at step {gap['peak_step']}, {recovery}"
         )
     for domain, change in record["forgetting"].items():
-        lines.append(f"  old domain {domain}: loss change {change:+.3f} (forgetting)")
+        lines.append(
+            f"  old domain {domain}: loss {change:+.3f} against the parent's final model "
+            "(forgetting)"
+        )
     for task, gap in record.get("accuracy", {}).items():
         if "/" in task:
             continue
