@@ -123,3 +123,63 @@ def test_errors(setup):
         api.continue_pretraining(load_config(None, [("data.sources", [code])]))
     with pytest.raises(UserError, match="not a budgetlm run"):
         continued(setup, "e3", **{"continual.from_run": str(root)})
+
+
+def test_missing_original_data_is_reported_and_replay_skipped(tmp_path):
+    prose, code = write_corpus(tmp_path)
+    common = {
+        **TINY,
+        "data.vocab_size": 300,
+        "data.val_fraction": 0.2,
+        "data.cache_dir": str(tmp_path / "cache"),
+        "out_dir": str(tmp_path / "runs"),
+    }
+    parent = api.pretrain(
+        load_config(
+            None, list({**common, "data.sources": [prose], "name": "p", "budget": "4steps"}.items())
+        ),
+        log=lambda _: None,
+    )
+    import shutil
+
+    shutil.rmtree(tmp_path / "cache")  # the prepared data and its sources are gone
+    shutil.rmtree(prose.split("=", 1)[1])
+    messages = []
+    result = api.continue_pretraining(
+        load_config(
+            None,
+            list(
+                {
+                    **common,
+                    "data.sources": [code],
+                    "name": "c",
+                    "budget": "4steps",
+                    "continual.from_run": str(parent.run_dir),
+                }.items()
+            ),
+        ),
+        log=messages.append,
+    )
+    assert any("not available for replay" in m and "--replay" in m for m in messages)
+    assert records(result.run_dir, "start")[0]["replay_ratio"] == 0.0
+
+
+def test_killed_continual_run_resumes(setup, monkeypatch):
+    from budgetlm.train.loop import Trainer
+
+    straight = continued(setup, "straight", **{"checkpoint.every": 0.25})
+    original = Trainer._maybe_checkpoint
+
+    def crash(self):
+        original(self)
+        if self.state.step == 5:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "_maybe_checkpoint", crash)
+    with pytest.raises(KeyboardInterrupt):
+        continued(setup, "killed", **{"checkpoint.every": 0.25})
+    monkeypatch.undo()
+    root = setup[0]
+    config = load_config(None, [("out_dir", str(root / "runs")), ("name", "killed")])
+    resumed = api.continue_pretraining(config, resume=True, log=lambda _: None)
+    assert resumed.steps == 8 and resumed.val_loss == straight.val_loss
