@@ -98,7 +98,7 @@ def continue_pretraining(config: RunConfig, resume: bool = False, log: Log = pri
     if not cont.from_run:
         raise UserError("continue needs --from RUN_DIR: the budgetlm run whose model to train on")
     parent = Path(cont.from_run)
-    parent_config = load_config(_run_config_path(parent))
+    parent_config = load_config(_run_config_path(parent, "--from"))
     recipe = get_recipe(cont.recipe)
     tokenizer_path = parent / TOKENIZER_FILE
     t0 = time.perf_counter()
@@ -298,10 +298,10 @@ def _start_record(run_dir: Path) -> dict | None:
     return next((r for r in read_metrics(run_dir) if r["type"] == "start"), None)
 
 
-def _run_config_path(run_dir: Path) -> Path:
+def _run_config_path(run_dir: Path, flag: str = "--run") -> Path:
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
-        raise UserError(f"{run_dir} is not a budgetlm run directory (no config.yaml); check --run")
+        raise UserError(f"{run_dir} is not a budgetlm run directory (no config.yaml); check {flag}")
     return path
 
 
