@@ -25,7 +25,7 @@ from budgetlm import api  # noqa: E402
 from budgetlm.config import load_config  # noqa: E402
 from budgetlm.evaluate.stability import loss_gap  # noqa: E402
 
-RECIPES = ["naive", "rewarm", "replay", "infinite", "infinite-replay"]
+RECIPES = ["naive", "rewarm", "replay", "hq-subset", "infinite", "infinite-replay"]
 COMMON = {"eval.tokens_per_domain": 16384, "samples.prompts_per_domain": 1}
 
 

@@ -15,15 +15,23 @@ from budgetlm.budget.recipes import Recipe, get_recipe
 from budgetlm.config import RunConfig, load_config
 from budgetlm.data.cache import prepare_cached
 from budgetlm.data.dataset import PreparedDataset
-from budgetlm.data.mixture import from_dataset, with_replay
+from budgetlm.data.mixture import TrainingData, from_dataset, with_replay
 from budgetlm.data.prepare import file_sha256, prepare_dataset
+from budgetlm.data.subset import lowest_scoring, subset_stream
 from budgetlm.data.tokenizer import TOKENIZER_FILE, Tokenizer
 from budgetlm.errors import UserError
 from budgetlm.evaluate.exact_match import exact_match, tokenize_items
+from budgetlm.evaluate.scoring import document_losses
 from budgetlm.model.decoder import Decoder
 from budgetlm.model.generate import generate as sample_tokens
 from budgetlm.report.summary import read_metrics
-from budgetlm.runner import RunResult, find_resume_dir, run_training
+from budgetlm.runner import (
+    RunResult,
+    find_resume_dir,
+    resolve_device,
+    run_training,
+    trainer_autocast,
+)
 from budgetlm.train.checkpoint import (
     STATE_FILE,
     latest_checkpoint,
@@ -115,6 +123,9 @@ def continue_pretraining(config: RunConfig, resume: bool = False, log: Log = pri
     data = with_replay(new, old, ratio)
     _apply_recipe(config, parent_config, recipe)
     checkpoint = _parent_checkpoint(parent, recipe)
+    fraction = recipe.subset_fraction if cont.subset_fraction is None else cont.subset_fraction
+    if fraction < 1:
+        _keep_best_documents(data, new, config, checkpoint, fraction, log)
     log(
         f"continuing {parent} from {checkpoint.name} with recipe '{cont.recipe}': "
         f"{recipe.description}; replay ratio {ratio:g}"
@@ -244,6 +255,33 @@ def _apply_recipe(config: RunConfig, parent: RunConfig, recipe: Recipe) -> None:
     config.train.decay_fraction = recipe.decay_fraction
     if not config.eval.early:
         config.eval.early = list(CONTINUAL_EARLY_EVALS)
+
+
+def _keep_best_documents(
+    data: TrainingData,
+    new: PreparedDataset,
+    config: RunConfig,
+    checkpoint: Path,
+    fraction: float,
+    log: Log,
+) -> None:
+    """Replace each new domain's training stream by its `fraction` of documents with the lowest
+    loss under the model being continued (quality filtering with the model as reference)."""
+    model = Decoder(config.model.resolved())
+    load_weights(checkpoint, model)
+    device = resolve_device(config.train.device)
+    model.to(device)
+    for domain in data.new_domains:
+        shard = new.shard("train", domain)
+        scores = document_losses(
+            model, shard, config.model.seq_len, device, trainer_autocast(config, device)
+        )
+        chosen = lowest_scoring(scores, fraction)
+        data.train[domain] = subset_stream(shard, chosen)
+        log(
+            f"{domain}: training on {len(chosen):,} of {shard.num_documents:,} documents "
+            f"({len(data.train[domain]):,} of {len(shard.tokens):,} tokens), lowest loss first"
+        )
 
 
 def _parent_checkpoint(parent: Path, recipe: Recipe) -> Path:

@@ -36,6 +36,9 @@ class ContinualConfig:
     """Share of each batch drawn from the replayed data; default: the recipe's."""
     lr: float | None = None
     """Peak learning rate; default: the one the model was pre-trained with."""
+    subset_fraction: float | None = None
+    """Share of the new data's documents to train on, chosen by the model's loss (lowest first);
+    default: the recipe's (1.0 = all)."""
 
 
 @dataclass

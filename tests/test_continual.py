@@ -183,3 +183,28 @@ def test_killed_continual_run_resumes(setup, monkeypatch):
     config = load_config(None, [("out_dir", str(root / "runs")), ("name", "killed")])
     resumed = api.continue_pretraining(config, resume=True, log=lambda _: None)
     assert resumed.steps == 8 and resumed.val_loss == straight.val_loss
+
+
+def test_hq_subset_trains_on_the_lowest_loss_quarter(setup):
+    import re
+
+    messages = []
+    root, parent, code = setup
+    values = {
+        **TINY,
+        "continual.from_run": str(parent),
+        "continual.recipe": "hq-subset",
+        "data.sources": [code],
+        "data.val_fraction": 0.2,
+        "data.cache_dir": str(root / "cache"),
+        "out_dir": str(root / "runs"),
+        "name": "hq",
+        "budget": "4steps",
+    }
+    result = api.continue_pretraining(load_config(None, list(values.items())), log=messages.append)
+    kept = next(m for m in messages if m.startswith("code: training on"))
+    docs, all_docs, tokens, all_tokens = (
+        int(x.replace(",", "")) for x in re.findall(r"\d[\d,]*", kept)
+    )
+    assert docs == round(0.25 * all_docs) and tokens < all_tokens
+    assert records(result.run_dir, "start")[0]["train_tokens"]["code"] == tokens

@@ -21,6 +21,8 @@ class Recipe:
     decay_fraction: float
     replay_ratio: float
     description: str
+    subset_fraction: float = 1.0
+    """Share of the new domain's documents trained on, lowest loss under the model first."""
 
 
 RECIPES: dict[str, Recipe] = {
@@ -57,6 +59,19 @@ RECIPES: dict[str, Recipe] = {
             "re-warm and re-decay with 25% of each batch replayed from the original data "
             '("Simple and Scalable Strategies to Continually Pre-train Large Language Models", '
             "Ibrahim et al., 2024)",
+        ),
+        Recipe(
+            "hq-subset",
+            "final",
+            "cosine",
+            0.02,
+            1.0,
+            0.25,
+            "re-warm, re-decay and 25% replay, training several epochs on the quarter of the new "
+            "domain's documents the model finds most predictable instead of one pass over all of "
+            'it ("Efficient Continual Pre-training by Mitigating the Stability Gap", Wang et al., '
+            "2024; loss-based quality filtering as in CCNet, Wenzek et al., 2020)",
+            subset_fraction=0.25,
         ),
         Recipe(
             "infinite",
