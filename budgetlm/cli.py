@@ -102,7 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="R",
         help="share of each batch replayed (default: the recipe's)",
     )
-    p.add_argument("--recipe", help="default, naive, rewarm, replay, infinite, infinite-replay")
+    p.add_argument(
+        "--recipe", help="default, naive, rewarm, replay, hq-subset, infinite, infinite-replay"
+    )
     p.add_argument("--config", help="YAML config file (e.g. a continued run's config.yaml)")
     p.add_argument("--budget", help="90s, 5m, 2h, 50Mtok, 1e15flop or 2000steps (default 5m)")
     p.add_argument("--out", metavar="DIR", help="run directory (default runs/<size>-<time>)")

@@ -29,7 +29,7 @@ class ContinualConfig:
     from_run: str | None = None
     """The budgetlm run directory whose model is trained further."""
     recipe: str = "default"
-    """naive, rewarm, replay, infinite, infinite-replay or default."""
+    """naive, rewarm, replay, hq-subset, infinite, infinite-replay or default."""
     replay: list[str] | None = None
     """Sources to replay; default: the data the model was pre-trained on."""
     replay_ratio: float | None = None
