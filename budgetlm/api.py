@@ -343,10 +343,8 @@ def _run_config_path(run_dir: Path, flag: str = "--run") -> Path:
     return path
 
 
-PretrainResult = RunResult
 __all__ = [
     "RunResult",
-    "PretrainResult",
     "prepare",
     "pretrain",
     "continue_pretraining",

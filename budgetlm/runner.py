@@ -31,6 +31,7 @@ from budgetlm.train.checkpoint import latest_checkpoint, list_checkpoints
 from budgetlm.train.loop import Trainer
 from budgetlm.train.metrics import MetricsLog
 from budgetlm.train.optim import build_adamw
+from budgetlm.train.precision import autocast
 from budgetlm.train.progress import Progress
 from budgetlm.train.schedules import build_schedule
 
@@ -178,8 +179,7 @@ def run_training(
 
 def trainer_autocast(config: RunConfig, device: torch.device) -> Callable:
     """The autocast context the trainer uses, for evaluations built outside it."""
-    enabled = config.train.precision == "bf16"
-    return lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
+    return lambda: autocast(device, config.train.precision)
 
 
 def write_samples(

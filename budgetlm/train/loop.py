@@ -26,6 +26,7 @@ from budgetlm.train.checkpoint import (
 )
 from budgetlm.train.config import CheckpointConfig, TrainConfig
 from budgetlm.train.metrics import MetricsLog
+from budgetlm.train.precision import autocast
 from budgetlm.train.progress import Progress, format_duration
 
 
@@ -125,9 +126,7 @@ class Trainer:
 
     def autocast(self) -> contextlib.AbstractContextManager:
         """bf16 autocast on CPU (AMX) and CUDA; fp32 when asked."""
-        return torch.autocast(
-            self.device.type, dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16"
-        )
+        return autocast(self.device, self.cfg.precision)
 
     def restore(self, checkpoint_dir: Path, state: dict[str, Any]) -> None:
         """Load weights, optimizer, sampler, planner and counters from a checkpoint."""
