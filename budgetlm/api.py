@@ -16,7 +16,7 @@ from budgetlm.config import RunConfig, load_config
 from budgetlm.data.cache import prepare_cached
 from budgetlm.data.dataset import PreparedDataset
 from budgetlm.data.mixture import TrainingData, from_dataset, with_replay
-from budgetlm.data.prepare import file_sha256, prepare_dataset
+from budgetlm.data.prepare import prepare_dataset
 from budgetlm.data.subset import lowest_scoring, subset_stream
 from budgetlm.data.tokenizer import TOKENIZER_FILE, Tokenizer
 from budgetlm.errors import UserError
@@ -183,7 +183,10 @@ def generate(
     """Continue `prompt` with a trained run's model; returns the new text only."""
     model = load_model(run_dir)
     tokenizer = load_tokenizer(run_dir)
-    ids = tokenizer.encode(prompt) or [tokenizer.eos_id]
+    ids = tokenizer.encode(prompt)
+    if tokenizer.bos_id is not None:
+        ids = [tokenizer.bos_id, *ids]
+    ids = ids or [tokenizer.eos_id]
     generator = torch.Generator().manual_seed(seed)
     new = sample_tokens(model, ids, max_new_tokens, temperature, top_k, tokenizer.eos_id, generator)
     return tokenizer.decode(new)
@@ -201,8 +204,9 @@ def _open_data(config: RunConfig, tokenizer: Path | None, log: Log) -> PreparedD
     data = config.data
     if data.prepared:
         dataset = PreparedDataset(data.prepared)
-        if tokenizer is not None and file_sha256(dataset.path / TOKENIZER_FILE) != file_sha256(
-            tokenizer
+        if (
+            tokenizer is not None
+            and dataset.tokenizer.fingerprint != Tokenizer.load(tokenizer).fingerprint
         ):
             raise UserError(
                 f"the prepared dataset {data.prepared} was tokenized with another tokenizer than "

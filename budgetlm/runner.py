@@ -98,7 +98,7 @@ def run_training(
         if created:
             run_dir.mkdir(parents=True)
             save_config(config, run_dir / "config.yaml")
-            shutil.copyfile(tokenizer_path, run_dir / TOKENIZER_FILE)
+            tokenizer.save(run_dir / TOKENIZER_FILE)
         metrics = MetricsLog(run_dir / "metrics.jsonl")
         trainer = Trainer(
             model,

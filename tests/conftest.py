@@ -89,3 +89,59 @@ def tiny_config(tiny_prepared, tmp_path):
         return load_config(None, list(values.items()))
 
     return make
+
+
+def write_hf_model(folder, model_type="llama", tie=False, texts=None, shard_size=None, **shape):
+    """A tiny random Hugging Face Llama/Mistral/Qwen2 saved with `save_pretrained`, with a
+    Llama-style tokenizer (BPE trained on `texts`, <s> prepended, </s> as EOS). Returns the
+    transformers model, in eval mode."""
+    import torch
+    import transformers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+    hf_tok = Tokenizer(models.BPE())
+    hf_tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    hf_tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=320,
+        special_tokens=["<unk>", "<s>", "</s>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    hf_tok.train_from_iterator(texts or [" ".join(WORDS)] * 4, trainer)
+    hf_tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A", special_tokens=[("<s>", hf_tok.token_to_id("<s>"))]
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    hf_tok.save(str(folder / "tokenizer.json"))
+    (folder / "tokenizer_config.json").write_text('{"bos_token": "<s>", "eos_token": "</s>"}')
+
+    classes = {
+        "llama": (transformers.LlamaConfig, transformers.LlamaForCausalLM),
+        "mistral": (transformers.MistralConfig, transformers.MistralForCausalLM),
+        "qwen2": (transformers.Qwen2Config, transformers.Qwen2ForCausalLM),
+    }
+    config_class, model_class = classes[model_type]
+    values = {
+        "vocab_size": 328,  # padded above the tokenizer's 320, as real checkpoints often are
+        "hidden_size": 32,
+        "intermediate_size": 48,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 64,
+        "rms_norm_eps": 1e-6,
+        "tie_word_embeddings": tie,
+        "bos_token_id": hf_tok.token_to_id("<s>"),
+        "eos_token_id": hf_tok.token_to_id("</s>"),
+        **shape,
+    }
+    torch.manual_seed(0)
+    model = model_class(config_class(**values)).eval()
+    with torch.no_grad():  # HF zero-inits biases and ones-inits norms: randomise them to test them
+        for name, p in model.named_parameters():
+            if name.endswith("bias") or "norm" in name:
+                p.add_(torch.randn_like(p) * 0.1)
+    kwargs = {"max_shard_size": shard_size} if shard_size else {}
+    model.save_pretrained(folder, **kwargs)
+    return model

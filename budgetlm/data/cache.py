@@ -11,8 +11,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from budgetlm import __version__
-from budgetlm.data.prepare import file_sha256, prepare_dataset
+from budgetlm.data.prepare import prepare_dataset
 from budgetlm.data.sources import parse_sources
+from budgetlm.data.tokenizer import Tokenizer
 from budgetlm.errors import UserError
 
 
@@ -43,7 +44,7 @@ def cache_key(
         "val_fraction": val_fraction,
         "text_field": text_field,
         "seed": seed,
-        "tokenizer": file_sha256(Path(tokenizer)) if tokenizer is not None else None,
+        "tokenizer": Tokenizer.load(tokenizer).fingerprint if tokenizer is not None else None,
         "python": platform.python_version(),
         "budgetlm": __version__,
     }

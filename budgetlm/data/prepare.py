@@ -193,6 +193,7 @@ def _build(
             "file": TOKENIZER_FILE,
             "vocab_size": tok.vocab_size,
             "eos_id": tok.eos_id,
+            "bos_id": tok.bos_id,
             "trained": loaded is None,
             "sha256": file_sha256(tmp / TOKENIZER_FILE),
         },
@@ -239,11 +240,13 @@ def _write_domain(
 
 
 def _write_shard(prefix: Path, docs: list[Document], tok: Tokenizer, dtype: np.dtype) -> ShardInfo:
-    """Tokenize `docs` in parallel batches into one EOS-separated shard."""
+    """Tokenize `docs` in parallel batches into one EOS-separated shard (each document also
+    preceded by BOS when the tokenizer frames texts with one, as Llama's does)."""
+    bos = tok.bos_id
     with ShardWriter(prefix, dtype) as writer:
         for batch in _batches(docs):
             for ids in tok.encode_batch([doc.text for doc in batch]):
-                writer.add_document(ids, tok.eos_id)
+                writer.add_document(ids if bos is None else [bos, *ids], tok.eos_id)
         return writer.close()
 
 

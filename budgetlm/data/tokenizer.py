@@ -1,7 +1,9 @@
-"""Byte-level BPE tokenizer (HF `tokenizers`) with a single special token, EOS."""
+"""The tokenizer: budgetlm's byte-level BPE (HF `tokenizers`), or a Hugging Face model's."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -14,6 +16,7 @@ from budgetlm.errors import UserError
 EOS_TOKEN = "<|endoftext|>"
 MIN_VOCAB_SIZE = 256 + 1 + 1  # every byte, EOS, and at least one merge
 TOKENIZER_FILE = "tokenizer.json"
+TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
 
 
 def check_vocab_size(vocab_size: int) -> None:
@@ -27,19 +30,25 @@ def check_vocab_size(vocab_size: int) -> None:
 
 
 class Tokenizer:
-    """Byte-level BPE (HF `tokenizers`) with one special token, EOS, at id 0.
+    """A HF `tokenizers` tokenizer plus the ids that frame a document: EOS after it and, for
+    tokenizers whose post-processor adds one (Llama, Mistral), BOS before it.
 
-    Byte-level means any text round-trips exactly. A literal "<|endoftext|>" inside a text is
-    encoded as ordinary bytes; only the shard writer inserts the EOS id between documents.
+    budgetlm's own tokenizers are byte-level BPEs with EOS "<|endoftext|>" at id 0 and no BOS,
+    so any text round-trips exactly. A Hugging Face model's tokenizer keeps its own EOS (named
+    in its tokenizer_config.json) so continued pre-training sees documents framed as in the
+    model's pre-training. Special-token strings inside a text are encoded as ordinary text;
+    only the shard writer inserts the BOS/EOS ids.
     """
 
-    def __init__(self, hf: HFTokenizer) -> None:
-        eos_id = hf.token_to_id(EOS_TOKEN)
+    def __init__(self, hf: HFTokenizer, eos_token: str = EOS_TOKEN) -> None:
+        eos_id = hf.token_to_id(eos_token)
         if eos_id is None:
-            raise ValueError(f"tokenizer has no {EOS_TOKEN} token")
+            raise ValueError(f"tokenizer has no {eos_token} token")
         hf.encode_special_tokens = True  # not saved in tokenizer.json, so set on every load
         self._hf = hf
+        self._eos_token = eos_token
         self._eos_id = eos_id
+        self._bos_id = _added_bos_id(hf)
 
     @classmethod
     def train(cls, texts: Iterable[str], vocab_size: int) -> Tokenizer:
@@ -60,13 +69,16 @@ class Tokenizer:
 
     @classmethod
     def load(cls, path: str | Path) -> Tokenizer:
-        """Load a tokenizer.json file, or the one inside a directory (UserError if missing/bad)."""
+        """Load a tokenizer.json file, or the one inside a directory (a budgetlm run or dataset,
+        or a Hugging Face model directory); the EOS token is the `eos_token` of a
+        tokenizer_config.json beside it, else "<|endoftext|>". UserError if missing or bad."""
         path = Path(path).expanduser()
         file = path / TOKENIZER_FILE if path.is_dir() else path
         if not file.is_file():
             raise UserError(
-                f"tokenizer file '{file}' not found; fix: pass a tokenizer.json (or "
-                "a prepared dataset folder holding one), or omit it to train one"
+                f"tokenizer file '{file}' not found; fix: pass a tokenizer.json (or a "
+                "prepared dataset, run or Hugging Face model folder holding one), or omit it "
+                "to train one"
             )
         try:
             hf = HFTokenizer.from_file(str(file))
@@ -75,22 +87,31 @@ class Tokenizer:
                 f"tokenizer file '{file}' could not be read ({e}); fix: re-create "
                 "it with `budgetlm prepare` or pass another file"
             ) from None
-        if hf.token_to_id(EOS_TOKEN) is None:
+        eos_token = _configured_eos(file.parent) or EOS_TOKEN
+        if hf.token_to_id(eos_token) is None:
             raise UserError(
-                f"tokenizer file '{file}' has no {EOS_TOKEN} token; fix: use a "
-                "tokenizer made by `budgetlm prepare`"
+                f"tokenizer file '{file}' has no {eos_token} token to end documents with; fix: "
+                "use a tokenizer made by `budgetlm prepare`, or put the name of its "
+                f'end-of-text token as "eos_token" in {file.parent / TOKENIZER_CONFIG_FILE}'
             )
-        return cls(hf)
+        return cls(hf, eos_token)
 
     def save(self, path: str | Path) -> None:
-        """Write tokenizer.json atomically (temp file, then os.replace)."""
+        """Write tokenizer.json atomically (temp file, then os.replace), and beside it a
+        tokenizer_config.json naming the EOS token when it is not budgetlm's own."""
         path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        try:
-            tmp.write_text(self._hf.to_str(), encoding="utf-8")
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        _write_atomic(path, self._hf.to_str())
+        if self._eos_token != EOS_TOKEN:
+            config = {"eos_token": self._eos_token}
+            _write_atomic(path.with_name(TOKENIZER_CONFIG_FILE), json.dumps(config, indent=2))
+
+    @property
+    def fingerprint(self) -> str:
+        """A hash of everything that decides the token ids of a dataset (vocabulary, merges,
+        normalisation, EOS and BOS), equal for equal tokenizers however their files were
+        formatted: the test that a dataset fits a model."""
+        blob = json.dumps([self._hf.to_str(), self._eos_token, self._bos_id])
+        return hashlib.sha256(blob.encode()).hexdigest()
 
     def encode(self, text: str) -> list[int]:
         """Token ids of `text` (no EOS added)."""
@@ -115,3 +136,42 @@ class Tokenizer:
     def eos_id(self) -> int:
         """Id of the EOS token that separates documents."""
         return self._eos_id
+
+    @property
+    def bos_id(self) -> int | None:
+        """Id of the token the tokenizer puts before each text (Llama's <s>), or None."""
+        return self._bos_id
+
+
+def _added_bos_id(hf: HFTokenizer) -> int | None:
+    """The id the tokenizer's post-processor puts in front of every text, if it adds exactly
+    one (Llama 2/3, Mistral); None for tokenizers that add nothing (GPT-2, Qwen2, budgetlm's)."""
+    plain = hf.encode("a", add_special_tokens=False).ids
+    framed = hf.encode("a", add_special_tokens=True).ids
+    if len(framed) == len(plain) + 1 and framed[1:] == plain:
+        return framed[0]
+    return None
+
+
+def _configured_eos(folder: Path) -> str | None:
+    """The `eos_token` of the tokenizer_config.json in `folder` (a string, or a dict with
+    "content" as Hugging Face writes it), or None when there is none."""
+    file = folder / TOKENIZER_CONFIG_FILE
+    if not file.is_file():
+        return None
+    try:
+        value = json.loads(file.read_text(encoding="utf-8")).get("eos_token")
+    except (ValueError, UnicodeDecodeError, AttributeError) as e:
+        raise UserError(f"{file} is not a readable JSON object ({e}); fix or delete it") from None
+    if isinstance(value, dict):
+        value = value.get("content")
+    return value if isinstance(value, str) and value else None
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

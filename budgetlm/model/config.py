@@ -55,6 +55,8 @@ class ModelConfig:
     """Context length in tokens (the longest sequence the model accepts)."""
     tie_embeddings: bool = True
     """Share one matrix between the token embedding and the output head."""
+    qkv_bias: bool = False
+    """Biases on the query/key/value projections (Qwen2 has them; Llama and Mistral do not)."""
     rope_theta: float = 10000.0
     """RoPE base (Su et al., "RoFormer: Enhanced Transformer with Rotary Position Embedding")."""
     norm_eps: float = 1e-5
@@ -119,10 +121,9 @@ class ModelConfig:
             value = getattr(out, key)
             if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
                 raise UserError(f"model.{key} must be a positive number, got {value!r}")
-        if not isinstance(out.tie_embeddings, bool):
-            raise UserError(
-                f"model.tie_embeddings must be true or false, got {out.tie_embeddings!r}"
-            )
+        for key in ("tie_embeddings", "qkv_bias"):
+            if not isinstance(getattr(out, key), bool):
+                raise UserError(f"model.{key} must be true or false, got {getattr(out, key)!r}")
 
         if out.d_model % out.n_heads:
             raise UserError(

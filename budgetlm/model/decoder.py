@@ -1,7 +1,7 @@
 """The Llama-style decoder-only transformer, in one file read top to bottom.
 
 RMSNorm pre-norm blocks, rotary positions, SwiGLU MLPs, optional grouped-query attention,
-no biases, fp32 parameters (the trainer wraps calls in `torch.autocast` for bf16).
+no biases (except optional q/k/v biases, for Qwen2 checkpoints), fp32 parameters (the trainer wraps calls in `torch.autocast` for bf16).
 
 Parameter names are plain and stable, and mirror HF Llama's so an export is a rename:
 `tok_emb.weight`, `blocks.{i}.attn_norm.weight`, `blocks.{i}.attn.{q,k,v,o}_proj.weight`,
@@ -64,9 +64,9 @@ class Attention(nn.Module):
         self.n_kv_heads = config.n_kv_heads
         self.head_dim = config.d_model // config.n_heads
         d, kv_dim = config.d_model, config.n_kv_heads * self.head_dim
-        self.q_proj = nn.Linear(d, d, bias=False)
-        self.k_proj = nn.Linear(d, kv_dim, bias=False)
-        self.v_proj = nn.Linear(d, kv_dim, bias=False)
+        self.q_proj = nn.Linear(d, d, bias=config.qkv_bias)
+        self.k_proj = nn.Linear(d, kv_dim, bias=config.qkv_bias)
+        self.v_proj = nn.Linear(d, kv_dim, bias=config.qkv_bias)
         self.o_proj = nn.Linear(d, d, bias=False)
 
     def forward(self, x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
@@ -143,6 +143,8 @@ class Decoder(nn.Module):
         for module in self.modules():
             if isinstance(module, nn.Linear | nn.Embedding):
                 nn.init.normal_(module.weight, mean=0.0, std=std)
+                if getattr(module, "bias", None) is not None:
+                    nn.init.zeros_(module.bias)
             elif isinstance(module, RMSNorm):
                 nn.init.ones_(module.weight)
         for block in self.blocks:

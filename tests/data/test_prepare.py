@@ -75,6 +75,7 @@ def test_layout_split_and_manifest(tmp_path: Path, corpus) -> None:
         "file": "tokenizer.json",
         "vocab_size": tok.vocab_size,
         "eos_id": 0,
+        "bos_id": None,
         "trained": True,
         "sha256": prepare_module.file_sha256(out / "tokenizer.json"),
     }
