@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +23,7 @@ from budgetlm.evaluate.exact_match import exact_match, tokenize_items
 from budgetlm.evaluate.scoring import document_losses
 from budgetlm.model.decoder import Decoder
 from budgetlm.model.generate import generate as sample_tokens
+from budgetlm.parent import HF_DEFAULT_LR, Parent, open_parent
 from budgetlm.report.summary import read_metrics
 from budgetlm.runner import (
     RunResult,
@@ -33,10 +33,7 @@ from budgetlm.runner import (
     trainer_autocast,
 )
 from budgetlm.train.checkpoint import (
-    STATE_FILE,
     latest_checkpoint,
-    list_checkpoints,
-    load_optimizer,
     load_weights,
 )
 
@@ -95,62 +92,65 @@ def pretrain(config: RunConfig | None = None, resume: bool = False, log: Log = p
 
 
 def continue_pretraining(config: RunConfig, resume: bool = False, log: Log = print) -> RunResult:
-    """Train an existing run's model further on new data with a continual pre-training recipe
-    (replay, LR re-warming, or continuing a pre-decay checkpoint), measuring the stability gap
-    on the new domains and forgetting on the old ones."""
+    """Train an existing model (a budgetlm run or a Hugging Face Llama/Mistral/Qwen2 folder)
+    further on new data with a continual pre-training recipe (replay, LR re-warming, or
+    continuing a pre-decay checkpoint), measuring the stability gap on the new domains and
+    forgetting on the old ones."""
     config = copy.deepcopy(config)
     run_dir = None
     if resume:
         run_dir, config = _resume(config, log)
     cont = config.continual
     if not cont.from_run:
-        raise UserError("continue needs --from RUN_DIR: the budgetlm run whose model to train on")
-    parent = Path(cont.from_run)
-    parent_config = load_config(_run_config_path(parent, "--from"))
+        raise UserError(
+            "continue needs --from RUN_DIR|HF_DIR: the budgetlm run or Hugging Face model to "
+            "train further"
+        )
+    parent = open_parent(cont.from_run, cont.seq_len)
     recipe = get_recipe(cont.recipe)
-    tokenizer_path = parent / TOKENIZER_FILE
+    start = parent.start_point(recipe)  # fails early when the recipe cannot start from it
     t0 = time.perf_counter()
-    new = _open_data(config, tokenizer=tokenizer_path, log=log)
-    old = _replay_data(parent, parent_config, cont.replay, tokenizer_path, log)
+    new = _open_data(config, tokenizer=parent.tokenizer, log=log)
+    old = _replay_data(parent, config, cont.replay, log)
     ratio = recipe.replay_ratio if cont.replay_ratio is None else cont.replay_ratio
     if old is None and ratio > 0:
         log(
-            f"the data {parent} was trained on is not available for replay: continuing without "
-            "replay. The closest remedy is to pass similar data with --replay SOURCES "
+            f"the data {parent.source} was trained on is not available for replay: continuing "
+            "without replay. The closest remedy is to pass similar data with --replay SOURCES "
             "(forgetting cannot be measured without it either)"
         )
         ratio = 0.0
     data = with_replay(new, old, ratio)
-    _apply_recipe(config, parent_config, recipe)
-    checkpoint = _parent_checkpoint(parent, recipe)
+    _apply_recipe(config, parent, recipe, log)
+    load = parent.weight_loader(recipe)
     fraction = recipe.subset_fraction if cont.subset_fraction is None else cont.subset_fraction
     if fraction < 1:
-        _keep_best_documents(data, new, config, checkpoint, fraction, log)
+        _keep_best_documents(data, new, config, load, fraction, log)
     log(
-        f"continuing {parent} from {checkpoint.name} with recipe '{cont.recipe}': "
-        f"{recipe.description}; replay ratio {ratio:g}"
+        f"continuing {parent.source} from {start} with recipe '{cont.recipe}': "
+        f"{recipe.description}; replay ratio {ratio:g}; peak LR {config.train.lr:g}"
     )
 
     def init(model: Decoder, optimizer: torch.optim.Optimizer) -> None:
-        load_weights(checkpoint, model)
-        load_optimizer(checkpoint, optimizer)
+        load(model)
+        parent.restore_optimizer(recipe, optimizer)
 
     datasets = [new] + ([old] if old is not None else [])
     return run_training(
         config,
         data,
-        tokenizer_path,
+        parent.tokenizer,
         run_dir,
         log,
         data_seconds=time.perf_counter() - t0,
         init=init,
         extra_evaluation=_arith_evaluation(new.tokenizer, datasets),
         start_fields={
-            "parent": str(parent),
-            "parent_checkpoint": checkpoint.name,
+            "parent": str(parent.path),
+            "parent_checkpoint": start,
             "recipe": cont.recipe,
             "replay_ratio": ratio,
-            "parent_final_val_loss": _final_val_loss(parent),
+            "parent_final_val_loss": parent.final_val_loss,
         },
     )
 
@@ -230,30 +230,42 @@ def _open_data(config: RunConfig, tokenizer: Path | None, log: Log) -> PreparedD
 
 
 def _replay_data(
-    parent: Path, parent_config: RunConfig, replay: list[str] | None, tokenizer: Path, log: Log
+    parent: Parent, config: RunConfig, replay: list[str] | None, log: Log
 ) -> PreparedDataset | None:
-    """The data to replay: the given sources, else exactly the data the parent trained on
-    (its prepared directory, or its sources re-prepared); None when that is gone."""
+    """The data to replay: the given sources, else exactly the data the parent run trained on
+    (its prepared directory, or its sources re-prepared); None when that is gone or unknown
+    (a Hugging Face model's pre-training data)."""
     if replay:
-        replay_config = copy.deepcopy(parent_config)
+        replay_config = copy.deepcopy(parent.config or config)
         replay_config.data.sources, replay_config.data.prepared = replay, None
-        return _open_data(replay_config, tokenizer, log)
-    start = _start_record(parent)
+        return _open_data(replay_config, parent.tokenizer, log)
+    if parent.config is None:
+        return None
+    start = _start_record(parent.path)
     used = start.get("data", {}) if start else {}
     dirs = sorted(set(used.values())) if isinstance(used, dict) else [used]
     if len(dirs) == 1 and (Path(dirs[0]) / "manifest.json").is_file():
         return PreparedDataset(dirs[0])
     try:
-        return _open_data(parent_config, tokenizer, log)
+        return _open_data(parent.config, parent.tokenizer, log)
     except UserError as e:
         log(f"cannot re-read the original data: {e}")
         return None
 
 
-def _apply_recipe(config: RunConfig, parent: RunConfig, recipe: Recipe) -> None:
+def _apply_recipe(config: RunConfig, parent: Parent, recipe: Recipe, log: Log) -> None:
     """The continual run keeps the parent's model and peak LR and takes the recipe's schedule."""
     config.model = parent.model
-    config.train.lr = config.continual.lr if config.continual.lr is not None else parent.train.lr
+    if config.continual.lr is not None:
+        config.train.lr = config.continual.lr
+    elif parent.lr is not None:
+        config.train.lr = parent.lr
+    else:
+        config.train.lr = HF_DEFAULT_LR
+        log(
+            f"the peak LR {parent.source} was pre-trained with is unknown: using {HF_DEFAULT_LR:g}"
+            " (set it with --continual.lr)"
+        )
     config.train.schedule = recipe.schedule
     config.train.warmup_fraction = recipe.warmup_fraction
     config.train.decay_fraction = recipe.decay_fraction
@@ -265,14 +277,14 @@ def _keep_best_documents(
     data: TrainingData,
     new: PreparedDataset,
     config: RunConfig,
-    checkpoint: Path,
+    load: Callable[[Decoder], None],
     fraction: float,
     log: Log,
 ) -> None:
     """Replace each new domain's training stream by its `fraction` of documents with the lowest
     loss under the model being continued (quality filtering with the model as reference)."""
     model = Decoder(config.model.resolved())
-    load_weights(checkpoint, model)
+    load(model)
     device = resolve_device(config.train.device)
     model.to(device)
     for domain in data.new_domains:
@@ -286,20 +298,6 @@ def _keep_best_documents(
             f"{domain}: training on {len(chosen):,} of {shard.num_documents:,} documents "
             f"({len(data.train[domain]):,} of {len(shard.tokens):,} tokens), lowest loss first"
         )
-
-
-def _parent_checkpoint(parent: Path, recipe: Recipe) -> Path:
-    """The parent's checkpoint the recipe starts from ('final' or 'pre_decay')."""
-    for path in reversed(list_checkpoints(parent)):
-        tags = json.loads((path / STATE_FILE).read_text(encoding="utf-8")).get("tags", [])
-        if recipe.checkpoint in tags:
-            return path
-    if recipe.checkpoint == "pre_decay":
-        raise UserError(
-            f"run {parent} has no pre-decay checkpoint, which recipe '{recipe.name}' continues "
-            "from; use --recipe rewarm or --recipe replay (they start from the final model)"
-        )
-    raise UserError(f"run {parent} has no final checkpoint; finish it first (`--resume`)")
 
 
 def _arith_evaluation(tokenizer: Tokenizer, datasets: list[PreparedDataset]):
@@ -326,12 +324,6 @@ def _arith_evaluation(tokenizer: Tokenizer, datasets: list[PreparedDataset]):
         return evaluate
 
     return build
-
-
-def _final_val_loss(run_dir: Path) -> dict[str, float]:
-    """The validation losses of a run's final model (its last evaluation)."""
-    evals = [r for r in read_metrics(run_dir) if r["type"] == "eval"]
-    return evals[-1]["val_loss"] if evals else {}
 
 
 def _start_record(run_dir: Path) -> dict | None:

@@ -27,7 +27,8 @@ class ContinualConfig:
     """Continual pre-training: which model to continue and how (see budget/recipes.py)."""
 
     from_run: str | None = None
-    """The budgetlm run directory whose model is trained further."""
+    """The model to train further: a budgetlm run directory, a Hugging Face Llama/Mistral/Qwen2
+    model folder, or a hub id ("org/name", downloaded only then)."""
     recipe: str = "default"
     """naive, rewarm, replay, hq-subset, infinite, infinite-replay or default."""
     replay: list[str] | None = None
@@ -35,7 +36,11 @@ class ContinualConfig:
     replay_ratio: float | None = None
     """Share of each batch drawn from the replayed data; default: the recipe's."""
     lr: float | None = None
-    """Peak learning rate; default: the one the model was pre-trained with."""
+    """Peak learning rate; default: the one the model was pre-trained with (3e-4 for a Hugging
+    Face model, whose pre-training LR is not recorded)."""
+    seq_len: int | None = None
+    """Training context for a Hugging Face model; default: its maximum, capped at 1024 tokens.
+    (A budgetlm run keeps its own seq_len.)"""
     subset_fraction: float | None = None
     """Share of the new data's documents to train on, chosen by the model's loss (lowest first);
     default: the recipe's (1.0 = all)."""

@@ -166,7 +166,7 @@ def run_training(
         flops=s.step * planner.flops_per_step,
         seconds=dict(s.seconds, data=data_seconds, setup=setup_seconds, samples=sample_seconds),
     )
-    if data.old_domains:
+    if config.continual.from_run:  # a continual run: the gap, and forgetting if measurable
         evals = [r for r in read_metrics(run_dir) if r["type"] == "eval"]
         reference = (start_fields or {}).get("parent_final_val_loss")
         summary = continual_summary(evals, data.new_domains, data.old_domains, reference)

@@ -208,3 +208,100 @@ def test_hq_subset_trains_on_the_lowest_loss_quarter(setup):
     )
     assert docs == round(0.25 * all_docs) and tokens < all_tokens
     assert records(result.run_dir, "start")[0]["train_tokens"]["code"] == tokens
+
+
+@pytest.fixture(scope="module")
+def hf_setup(tmp_path_factory):
+    """A tiny random Qwen2 saved by transformers (q/k/v biases, GQA), and a code corpus."""
+    pytest.importorskip("transformers")
+    from .conftest import write_hf_model
+
+    root = tmp_path_factory.mktemp("hf_continual")
+    prose, code = write_corpus(root)
+    hf_model = write_hf_model(root / "qwen", "qwen2", texts=[open(__file__).read()] * 2)
+    return root, hf_model, prose, code
+
+
+def continued_hf(hf_setup, name, **extra):
+    root, _, _, code = hf_setup
+    values = {
+        **TINY,
+        "continual.from_run": str(root / "qwen"),
+        "continual.seq_len": 32,
+        "data.sources": [code],
+        "data.val_fraction": 0.2,
+        "data.cache_dir": str(root / "cache"),
+        "out_dir": str(root / "runs"),
+        "name": name,
+        "budget": "6steps",
+        **extra,
+    }
+    for key in TINY_MODEL:
+        values.pop(key)
+    return api.continue_pretraining(load_config(None, list(values.items())), log=lambda _: None)
+
+
+def test_continue_from_hugging_face_starts_from_its_exact_weights(hf_setup):
+    import torch
+    import torch.nn.functional as F
+
+    from budgetlm.data.dataset import PreparedDataset
+    from budgetlm.evaluate.loss import fixed_windows
+
+    _, hf_model, _, _ = hf_setup
+    result = continued_hf(hf_setup, "hf", **{"train.precision": "fp32"})
+    start = records(result.run_dir, "start")[0]
+    assert start["parent_checkpoint"] == "hf" and start["replay_ratio"] == 0.0
+    config = load_config(result.run_dir / "config.yaml")
+    assert (config.model.qkv_bias, config.model.seq_len, config.train.lr) == (True, 32, 3e-4)
+
+    # the run's step-0 loss is the Hugging Face model's own loss on the same tokens
+    val = PreparedDataset(start["data"]["code"]).shard("val", "code").tokens
+    windows = torch.from_numpy(fixed_windows(val, 32, 256))
+    with torch.no_grad():
+        logits = hf_model(windows[:, :-1]).logits
+    expected = F.cross_entropy(logits.flatten(0, 1), windows[:, 1:].flatten()).item()
+    first = records(result.run_dir, "eval")[0]
+    assert first["step"] == 0 and first["val_loss"]["code"] == pytest.approx(expected, abs=1e-4)
+
+    # documents are framed as the model was trained: <s> text </s>, with its own ids
+    tokenizer = api.load_tokenizer(result.run_dir)
+    assert (tokenizer.bos_id, tokenizer.eos_id) == (1, 2)
+    assert val[0] == 1 and list(val).count(1) == list(val).count(2)
+    assert api.generate(result.run_dir, "def f", max_new_tokens=4) is not None
+    assert api.load_model(result.run_dir).tok_emb.weight.shape == (328, 32)
+    summary = records(result.run_dir, "continual")[-1]
+    assert set(summary["new"]) == {"code"} and summary["forgetting"] == {}
+    assert "new domain code" in result.summary and "stability gap" in result.summary
+
+
+def test_continue_from_hugging_face_with_replay_measures_forgetting(hf_setup):
+    _, _, prose, _ = hf_setup
+    result = continued_hf(hf_setup, "hf-replay", **{"continual.replay": [prose]})
+    start = records(result.run_dir, "start")[0]
+    assert start["old_domains"] == ["prose"] and start["replay_ratio"] == 0.25
+    assert set(records(result.run_dir, "continual")[-1]["forgetting"]) == {"prose"}
+
+
+def test_continue_from_hugging_face_errors(hf_setup, tmp_path):
+    import shutil
+
+    root, _, _, _ = hf_setup
+    with pytest.raises(UserError, match=r"pre-decay checkpoint, which a Hugging Face model"):
+        continued_hf(hf_setup, "e1", **{"continual.recipe": "infinite"})
+    bare = tmp_path / "bare"
+    shutil.copytree(root / "qwen", bare)
+    (bare / "tokenizer.json").unlink()
+    with pytest.raises(UserError, match=r"has no tokenizer.json .*save_pretrained"):
+        continued_hf(hf_setup, "e2", **{"continual.from_run": str(bare)})
+    with pytest.raises(UserError, match=r"tokenized with another tokenizer than the model's"):
+        continued_hf(hf_setup, "e3", **{"data.prepared": str(_budgetlm_prepared(root))})
+    with pytest.raises(UserError, match=r"--from .*nothing: no such directory"):
+        continued_hf(hf_setup, "e4", **{"continual.from_run": str(tmp_path / "nothing")})
+
+
+def _budgetlm_prepared(root):
+    out = root / "own-prepared"
+    if not out.exists():
+        api.prepare([f"code={root / 'code'}"], out, vocab_size=300, log=lambda _: None)
+    return out

@@ -1,7 +1,8 @@
 """The Llama-style decoder-only transformer, in one file read top to bottom.
 
 RMSNorm pre-norm blocks, rotary positions, SwiGLU MLPs, optional grouped-query attention,
-no biases (except optional q/k/v biases, for Qwen2 checkpoints), fp32 parameters (the trainer wraps calls in `torch.autocast` for bf16).
+no biases except optional q/k/v ones (for Qwen2 checkpoints), fp32 parameters (the trainer
+wraps calls in `torch.autocast` for bf16).
 
 Parameter names are plain and stable, and mirror HF Llama's so an export is a rename:
 `tok_emb.weight`, `blocks.{i}.attn_norm.weight`, `blocks.{i}.attn.{q,k,v,o}_proj.weight`,

@@ -50,10 +50,11 @@ def is_hf_model_dir(path: str | Path) -> bool:
 def resolve_hf_source(spec: str) -> Path:
     """The local folder of `spec`: a path as is, or a hub id ("org/name") downloaded into the
     Hugging Face cache (config, tokenizer and safetensors files only). Only a hub id the user
-    named ever touches the network."""
+    named ever touches the network: "org/name" is read as a hub id only when no folder "org"
+    exists here."""
     path = Path(spec).expanduser()
-    if path.exists() or not HUB_ID.match(spec):
-        return path
+    if path.exists() or not HUB_ID.match(spec) or path.parent.is_dir():
+        return path  # "runs/typo" is a missing local folder, not a hub id to download
     try:
         from huggingface_hub import snapshot_download
     except ImportError:

@@ -109,3 +109,9 @@ def test_folder_detection_and_sources(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(UserError, match=r"'nobody/nothing' is not a folder here and could not"):
         resolve_hf_source("nobody/nothing")
+
+
+def test_a_missing_local_folder_is_never_downloaded(tmp_path, monkeypatch) -> None:
+    (tmp_path / "runs").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert resolve_hf_source("runs/typo") == tmp_path.joinpath("runs/typo").relative_to(tmp_path)
