@@ -1,6 +1,7 @@
 """budgetlm continue: a tiny model pre-trained on one domain, continued on another."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -218,7 +219,7 @@ def hf_setup(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("hf_continual")
     prose, code = write_corpus(root)
-    hf_model = write_hf_model(root / "qwen", "qwen2", texts=[open(__file__).read()] * 2)
+    hf_model = write_hf_model(root / "qwen", "qwen2", texts=[Path(__file__).read_text()] * 2)
     return root, hf_model, prose, code
 
 

@@ -95,7 +95,7 @@ def test_missing_weights_and_mismatched_files(tmp_path) -> None:
     with pytest.raises(UserError, match=r"do not match their config.json: missing \['blocks.2"):
         load_hf_model(folder)
     (folder / "config.json").write_text(json.dumps({**config, "intermediate_size": 64}))
-    with pytest.raises(UserError, match=r"down_proj.weight has shape \(32, 48\), expected \(32, 64\)"):
+    with pytest.raises(UserError, match=r"down_proj.* shape \(32, 48\), expected \(32, 64\)"):
         load_hf_model(folder)
 
 
