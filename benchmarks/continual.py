@@ -8,6 +8,11 @@ default recipe; writes results.json and, when matplotlib is installed, loss curv
 
     python benchmarks/continual.py                               # prose -> code, 3 seeds
     python benchmarks/continual.py --old builtin:code --new builtin:prose
+    python benchmarks/continual.py --old builtin:arith --new builtin:code   # + accuracy
+
+When `builtin:arith` is among the data, its exact-match accuracy (mean over skills) is tracked
+too: the final accuracy, its change against the base model, and its largest drop during
+continued training (the downstream stability gap).
 """
 
 from __future__ import annotations
@@ -70,7 +75,18 @@ def run_recipe(args: argparse.Namespace, base: Path, out: Path, recipe: str, see
     evals = records(run, "eval")
     new, old = domain_of(args.new), domain_of(args.old)
     base_old = records(base, "eval")[-1]["val_loss"][old]
+    accuracy = {}
+    base_accuracy = records(base, "eval")[-1].get("accuracy", {}).get("arith")
+    task = records(run, "continual")[-1].get("accuracy", {}).get("arith")
+    if task is not None and base_accuracy is not None:
+        accuracy = {
+            "curve": [(r["tokens"], r["accuracy"]["arith"]) for r in evals],
+            "final": task["final"],
+            "change": task["final"] - base_accuracy,
+            "drop": task["depth"],
+        }
     return {
+        "accuracy": accuracy,
         "curve": [(r["tokens"], r["val_loss"][new], r["val_loss"][old]) for r in evals],
         "final_new": evals[-1]["val_loss"][new],
         # against the base's final model, what a user has: recipes starting from the pre-decay
@@ -155,7 +171,22 @@ def main() -> None:
             f"({forget:+.3f} vs {naive_forget:+.3f})"
         )
         print(f"  smaller gap depth: {gap < naive_gap} ({gap:.3f} vs {naive_gap:.3f})")
+    if all(r["accuracy"] for runs in results.values() for r in runs):
+        print_accuracy(results)
     plot(results, args, out)
+
+
+def print_accuracy(results: dict) -> None:
+    """Downstream exact-match accuracy on builtin:arith (mean over its skills) per recipe."""
+    print("\narith exact-match accuracy (mean over skills; 3 seeds, mean ± sd)")
+    print(f"{'recipe':<16} {'final':>14} {'change vs base':>16} {'largest drop':>16}")
+    for recipe, runs in results.items():
+        cells = [[r["accuracy"][k] for r in runs] for k in ("final", "change", "drop")]
+        print(
+            f"{recipe:<16} {mean(cells[0]):8.3f} ± {sd(cells[0]):.3f} "
+            f"{mean(cells[1]):+9.3f} ± {sd(cells[1]):.3f} "
+            f"{mean(cells[2]):9.3f} ± {sd(cells[2]):.3f}"
+        )
 
 
 def plot(results: dict, args: argparse.Namespace, out: Path) -> None:
@@ -168,15 +199,23 @@ def plot(results: dict, args: argparse.Namespace, out: Path) -> None:
     except ImportError:
         print("matplotlib is not installed: no plot (pip install matplotlib)")
         return
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    with_accuracy = all(r["accuracy"] for runs in results.values() for r in runs)
+    panels = 3 if with_accuracy else 2
+    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4))
     for recipe, runs in results.items():
         tokens = [t for t, _, _ in runs[0]["curve"]]
-        for axis, column in zip(axes, (1, 2), strict=True):
+        for axis, column in zip(axes, (1, 2), strict=False):
             values = [mean([r["curve"][i][column] for r in runs]) for i in range(len(tokens))]
             axis.plot(tokens, values, label=recipe, marker=".")
-    for axis, domain in zip(axes, (args.new, args.old), strict=True):
+        if with_accuracy:
+            curves = [r["accuracy"]["curve"] for r in runs]
+            values = [mean([c[i][1] for c in curves]) for i in range(len(tokens))]
+            axes[2].plot(tokens, values, label=recipe, marker=".")
+    labels = [f"validation loss on {domain_of(d)} (nats/token)" for d in (args.new, args.old)]
+    labels += ["arith exact-match accuracy"] if with_accuracy else []
+    for axis, label in zip(axes, labels, strict=True):
         axis.set_xlabel("tokens of continued training")
-        axis.set_ylabel(f"validation loss on {domain_of(domain)} (nats/token)")
+        axis.set_ylabel(label)
         axis.set_xscale("symlog", linthresh=max(1, runs[0]["curve"][1][0]))
         axis.legend()
     fig.tight_layout()

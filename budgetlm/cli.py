@@ -83,11 +83,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "continue",
         help="train an existing model further on new data without forgetting",
-        description="Continue pre-training a budgetlm run's model on new data with a recipe "
+        description="Continue pre-training a budgetlm run's or a Hugging Face model on new data "
+        "with a recipe "
         "against the stability gap and forgetting (replay, LR re-warming, continuing the "
         "pre-decay checkpoint). Any config key can be overridden as --section.key VALUE.",
     )
-    p.add_argument("--from", dest="from_run", metavar="RUN_DIR", help="the run to continue")
+    p.add_argument(
+        "--from",
+        dest="from_run",
+        metavar="RUN_DIR|HF_DIR",
+        help="the model to continue: a budgetlm run, a Hugging Face Llama/Mistral/Qwen2 folder, "
+        "or a hub id (org/name)",
+    )
     p.add_argument("--data", nargs="+", metavar="SRC", help="the new data (see `prepare`)")
     p.add_argument("--prepared", metavar="DIR", help="new data prepared with the run's tokenizer")
     p.add_argument(
