@@ -13,6 +13,7 @@ import torch
 from budgetlm.budget.recipes import Recipe, get_recipe
 from budgetlm.config import RunConfig, load_config
 from budgetlm.data.cache import prepare_cached
+from budgetlm.data.config import CleaningConfig
 from budgetlm.data.dataset import PreparedDataset
 from budgetlm.data.mixture import TrainingData, from_dataset, with_replay
 from budgetlm.data.prepare import prepare_dataset
@@ -51,9 +52,12 @@ def prepare(
     text_field: str = "text",
     seed: int = 0,
     tokenizer: str | Path | None = None,
+    cleaning: CleaningConfig | None = None,
+    workers: int | None = None,
     log: Log = print,
 ) -> dict:
-    """Turn text sources into a prepared dataset directory; returns its manifest."""
+    """Turn text sources into a prepared dataset directory (or add sources to one, or finish
+    an interrupted preparation); returns its manifest."""
     return prepare_dataset(
         sources,
         out,
@@ -62,6 +66,8 @@ def prepare(
         text_field=text_field,
         seed=seed,
         tokenizer=tokenizer,
+        cleaning=cleaning,
+        workers=workers,
         log=log,
     )
 
@@ -225,6 +231,7 @@ def _open_data(config: RunConfig, tokenizer: Path | None, log: Log) -> PreparedD
         data.cache_dir,
         log,
         tokenizer=tokenizer,
+        cleaning=data.clean,
     )
     return PreparedDataset(path)
 

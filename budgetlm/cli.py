@@ -46,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
         "prepare",
         help="turn text sources into a tokenized, sharded dataset",
         description="Turn text sources into a prepared dataset: tokenizer.json, "
-        "manifest.json and token shards with a per-domain validation split.",
+        "manifest.json and token shards with a per-domain validation split. Run it again with "
+        "more sources to add them, or after an interruption to finish.",
     )
     p.add_argument(
         "--data",
@@ -55,12 +56,28 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SRC",
         help="[domain=]file, folder, glob, JSONL file or builtin:code|prose|arith",
     )
-    p.add_argument("--out", required=True, help="directory to create")
+    p.add_argument("--out", required=True, help="directory to create (or to add sources to)")
     p.add_argument("--vocab-size", type=int, default=4096)
     p.add_argument("--val-fraction", type=float, default=0.05)
     p.add_argument("--text-field", default="text", help="JSONL field holding the text")
-    p.add_argument("--tokenizer", help="reuse this tokenizer.json (or a directory holding one)")
+    p.add_argument(
+        "--tokenizer",
+        help="reuse this tokenizer.json, or the one of a run, dataset or Hugging Face model folder",
+    )
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--normalize", default="NFC", help="Unicode normal form, or 'none' (default NFC)"
+    )
+    p.add_argument("--no-dedup", action="store_true", help="keep exact duplicate documents")
+    p.add_argument(
+        "--near-dedup", action="store_true", help="also drop near-duplicates (MinHash + LSH)"
+    )
+    p.add_argument(
+        "--quality",
+        choices=["prose", "code"],
+        help="drop documents failing heuristic quality rules (Gopher/C4 for prose)",
+    )
+    p.add_argument("--workers", type=int, help="processes (default: all cores for large inputs)")
     p.set_defaults(handler=run_prepare)
 
     p = sub.add_parser(
@@ -155,7 +172,14 @@ def parse_dotted_overrides(extra: list[str], allow: bool) -> list[tuple[str, Any
 
 def run_prepare(args: argparse.Namespace, overrides: list[tuple[str, Any]]) -> None:
     from budgetlm import api
+    from budgetlm.data.config import CleaningConfig
 
+    cleaning = CleaningConfig(
+        normalize=None if args.normalize.lower() == "none" else args.normalize,
+        exact_dedup=not args.no_dedup,
+        near_dedup=args.near_dedup,
+        quality=args.quality,
+    )
     manifest = api.prepare(
         args.data,
         args.out,
@@ -164,12 +188,23 @@ def run_prepare(args: argparse.Namespace, overrides: list[tuple[str, Any]]) -> N
         text_field=args.text_field,
         seed=args.seed,
         tokenizer=args.tokenizer,
+        cleaning=cleaning,
+        workers=args.workers,
     )
     for domain, info in manifest["domains"].items():
         print(
             f"{domain}: {info['train']['tokens']:,} train tokens, {info['val']['tokens']:,} "
             f"validation tokens ({info['train']['documents']:,} / {info['val']['documents']:,} "
             "documents)"
+        )
+    for source in manifest["sources"]:
+        removed = ", ".join(
+            f"{rule} {r['documents']:,} ({r['bytes'] / 1e6:.1f} MB)"
+            for rule, r in source["removed"].items()
+        )
+        print(
+            f"{source['spec']}: {source['kept']:,} of {source['documents']:,} documents kept"
+            + (f"; removed: {removed}" if removed else "")
         )
     print(f"prepared dataset written to {args.out}")
 

@@ -3,6 +3,8 @@ the same text (e.g. the built-in default) do not re-tokenize it."""
 
 from __future__ import annotations
 
+import dataclasses
+import fcntl
 import hashlib
 import json
 import os
@@ -11,7 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from budgetlm import __version__
-from budgetlm.data.prepare import prepare_dataset
+from budgetlm.data.config import CleaningConfig
+from budgetlm.data.prepare import MANIFEST_FORMAT, prepare_dataset, read_manifest
 from budgetlm.data.sources import parse_sources
 from budgetlm.data.tokenizer import Tokenizer
 from budgetlm.errors import UserError
@@ -30,6 +33,7 @@ def cache_key(
     text_field: str,
     seed: int,
     tokenizer: str | Path | None = None,
+    cleaning: CleaningConfig | None = None,
 ) -> str:
     """A hash of everything that determines the prepared data: the settings, the tokenizer file
     when one is reused, and each source file's path, size and modification time (the Python
@@ -44,6 +48,8 @@ def cache_key(
         "val_fraction": val_fraction,
         "text_field": text_field,
         "seed": seed,
+        "cleaning": dataclasses.asdict(cleaning or CleaningConfig()),
+        "format": MANIFEST_FORMAT,
         "tokenizer": Tokenizer.load(tokenizer).fingerprint if tokenizer is not None else None,
         "python": platform.python_version(),
         "budgetlm": __version__,
@@ -60,29 +66,38 @@ def prepare_cached(
     cache_dir: str | Path | None = None,
     log: Callable[[str], None] = print,
     tokenizer: str | Path | None = None,
+    cleaning: CleaningConfig | None = None,
 ) -> Path:
-    """The prepared dataset for these sources, built on first use (atomically) and reused;
-    with `tokenizer`, tokenized by that tokenizer instead of a newly trained one."""
+    """The prepared dataset for these sources, built on first use and reused; with
+    `tokenizer`, tokenized by that tokenizer instead of a newly trained one. An interrupted
+    preparation is resumed; concurrent runs wait for each other on a lock file."""
     root = Path(cache_dir) if cache_dir else default_cache_dir()
-    key = cache_key(sources, vocab_size, val_fraction, text_field, seed, tokenizer)
+    key = cache_key(sources, vocab_size, val_fraction, text_field, seed, tokenizer, cleaning)
     path = root / "prepared" / key
-    if (path / "manifest.json").is_file():
+    if _complete(path):
         log(f"using prepared data from {path}")
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
-    log(f"preparing {' '.join(sources)} into {path}")
-    try:
-        prepare_dataset(
-            sources,
-            path,
-            vocab_size=vocab_size,
-            val_fraction=val_fraction,
-            text_field=text_field,
-            seed=seed,
-            tokenizer=tokenizer,
-            log=log,
-        )
-    except (OSError, UserError):
-        if not (path / "manifest.json").is_file():  # another process may have won the race
-            raise
+    with open(path.with_name(f".{key}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another run preparing the same data: wait for it
+        if not _complete(path):
+            log(f"preparing {' '.join(sources)} into {path}")
+            prepare_dataset(
+                sources,
+                path,
+                vocab_size=vocab_size,
+                val_fraction=val_fraction,
+                text_field=text_field,
+                seed=seed,
+                tokenizer=tokenizer,
+                cleaning=cleaning,
+                log=log,
+            )
     return path
+
+
+def _complete(path: Path) -> bool:
+    try:
+        return bool(read_manifest(path).get("complete"))
+    except (OSError, UserError):
+        return False

@@ -8,6 +8,23 @@ DEFAULT_SOURCES = ("builtin:prose", "builtin:code")
 
 
 @dataclass
+class CleaningConfig:
+    """What `prepare` removes or rewrites before tokenizing; each step is reported per rule in
+    the manifest (documents and bytes removed)."""
+
+    normalize: str | None = "NFC"
+    """Unicode normal form (NFC, NFKC, ...) applied to every document, or None to keep bytes."""
+    exact_dedup: bool = True
+    """Drop documents whose normalised text equals an earlier one's (across all sources)."""
+    near_dedup: bool = False
+    """Drop near-duplicates found by MinHash + LSH (costs time and ~1 KB of memory per kept
+    document; see data/minhash.py)."""
+    quality: str | None = None
+    """Heuristic quality filter preset: "prose" (Gopher/C4 rules) or "code" (the rules that
+    make sense for source code); None keeps every document. See data/filters.py."""
+
+
+@dataclass
 class DataConfig:
     """Where training text comes from and how it is prepared and mixed."""
 
@@ -27,3 +44,5 @@ class DataConfig:
     """Mixture weight per domain; default: each domain's share of training tokens."""
     seed: int = 0
     """Seed of the train/validation split."""
+    clean: CleaningConfig = field(default_factory=CleaningConfig)
+    """Normalisation, deduplication and quality filtering applied when preparing."""

@@ -103,6 +103,11 @@ def _load_manifest(path: Path) -> dict[str, Any]:
             f"'{file}' has format {manifest.get('format')!r}, this budgetlm reads "
             f"format {MANIFEST_FORMAT}; {REPREPARE_HINT}"
         )
+    if not manifest.get("complete"):
+        raise UserError(
+            f"'{path}' is not completely prepared (its preparation was interrupted, or is "
+            "still running); fix: run the same `budgetlm prepare` command again to finish it"
+        )
     for key in ("dtype", "domains", "tokenizer"):
         if key not in manifest:
             raise UserError(f"'{file}' lacks the key '{key}'; {REPREPARE_HINT}")

@@ -97,6 +97,89 @@ class ShardWriter:
             self.abort()
 
 
+class ShardAppender:
+    """Append documents to a shard in place, committing durable prefixes: `prepare` grows shards
+    source by source (and resumes after a crash) without rewriting what is already there.
+
+    Opening truncates both files to the last committed size (`tokens`, `documents`), which
+    discards whatever a crashed run appended after its last commit; `commit()` flushes and
+    fsyncs and returns the new committed sizes, which the caller records in its manifest.
+    """
+
+    def __init__(self, prefix: Path, dtype: np.dtype, tokens: int = 0, documents: int = 0) -> None:
+        self.prefix = Path(prefix)
+        self.dtype = np.dtype(dtype)
+        self.prefix.parent.mkdir(parents=True, exist_ok=True)
+        bin_path, idx_path = shard_files(self.prefix)
+        self._bin = _open_truncated(bin_path, tokens * self.dtype.itemsize)
+        # An empty shard's index is the single offset 0, written afresh.
+        index_bytes = (documents + 1) * OFFSET_DTYPE.itemsize if documents else 0
+        self._idx = _open_truncated(idx_path, index_bytes)
+        if documents == 0:
+            self._idx.write(np.zeros(1, dtype=OFFSET_DTYPE).tobytes())
+        self.tokens = tokens
+        self.documents = documents
+
+    def add_document(self, ids: np.ndarray | Sequence[int], eos_id: int) -> None:
+        """Append the document's ids followed by `eos_id`."""
+        tokens = np.empty(len(ids) + 1, dtype=self.dtype)
+        tokens[:-1] = ids
+        tokens[-1] = eos_id
+        self._bin.write(tokens.tobytes())
+        self.tokens += len(tokens)
+        self.documents += 1
+        self._idx.write(np.asarray([self.tokens], dtype=OFFSET_DTYPE).tobytes())
+
+    def pop_document(self) -> np.ndarray:
+        """Remove the last document and return its tokens (EOS included); used to move one
+        document between splits so that neither is empty."""
+        if self.documents == 0:
+            raise IndexError("the shard has no document to remove")
+        self.commit()
+        bin_path, _ = shard_files(self.prefix)
+        offsets = np.fromfile(shard_files(self.prefix)[1], dtype=OFFSET_DTYPE)
+        start = int(offsets[self.documents - 1])
+        tokens = np.fromfile(bin_path, dtype=self.dtype, offset=start * self.dtype.itemsize)
+        self.tokens, self.documents = start, self.documents - 1
+        for file, size in (
+            (self._bin, self.tokens * self.dtype.itemsize),
+            (self._idx, (self.documents + 1) * OFFSET_DTYPE.itemsize),
+        ):
+            file.truncate(size)
+            file.seek(size)
+        return tokens
+
+    def commit(self) -> tuple[int, int]:
+        """Make everything appended so far durable; returns (tokens, documents)."""
+        for file in (self._bin, self._idx):
+            file.flush()
+            os.fsync(file.fileno())
+        return self.tokens, self.documents
+
+    def close(self) -> tuple[int, int]:
+        """Commit and close the files."""
+        sizes = self.commit()
+        self._bin.close()
+        self._idx.close()
+        return sizes
+
+
+def _open_truncated(path: Path, size: int):
+    """Open `path` for appending at byte `size`, cutting off anything after it; UserError when
+    the file is shorter than that (it lost committed data)."""
+    file = path.open("r+b" if path.exists() else "w+b")
+    actual = file.seek(0, os.SEEK_END)
+    if actual < size:
+        file.close()
+        raise UserError(
+            f"shard file '{path}' has {actual} bytes but {size} were committed (it was "
+            f"truncated or replaced); {REPREPARE_HINT}"
+        )
+    file.truncate(size)
+    file.seek(size)
+    return file
+
+
 class TokenShard:
     """A shard opened for reading: memmapped tokens plus document offsets."""
 

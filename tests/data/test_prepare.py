@@ -1,4 +1,5 @@
-"""prepare_dataset: layout, split, manifest counts, atomicity, tokenizer reuse, user errors."""
+"""prepare_dataset: layout, split, manifest counts, cleaning, resume after a crash, adding
+sources, tokenizer reuse, user errors."""
 
 from __future__ import annotations
 
@@ -12,8 +13,11 @@ import numpy as np
 import pytest
 
 from budgetlm.data import prepare as prepare_module
+from budgetlm.data.config import CleaningConfig
+from budgetlm.data.dataset import PreparedDataset
 from budgetlm.data.documents import Document
-from budgetlm.data.prepare import prepare_dataset, split_documents, unigram_entropy
+from budgetlm.data.filters import normalize
+from budgetlm.data.prepare import prepare_dataset, split_key, unigram_entropy
 from budgetlm.data.shards import TokenShard
 from budgetlm.data.tokenizer import Tokenizer
 from budgetlm.errors import UserError
@@ -36,7 +40,8 @@ def make_corpus(root: Path) -> tuple[list[str], dict[str, set[str]]]:
     lines = "".join(json.dumps({"text": t}) + "\n" for t in sorted(extra))
     (root / "extra.jsonl").write_text(lines, encoding="utf-8")
     specs = [str(root / "code"), str(root / "prose"), f"prose={root / 'extra.jsonl'}"]
-    return specs, {"code": code, "prose": prose | extra}
+    texts = {"code": code, "prose": prose | extra}
+    return specs, {d: {normalize(t) for t in ts} for d, ts in texts.items()}
 
 
 def shard_texts(out: Path, split: str, domain: str, tok: Tokenizer) -> list[str]:
@@ -56,6 +61,7 @@ def test_layout_split_and_manifest(tmp_path: Path, corpus) -> None:
     out = tmp_path / "out"
     manifest = prepare_dataset(specs, out, vocab_size=VOCAB, val_fraction=0.2, seed=3)
     assert sorted(p.name for p in out.iterdir()) == [
+        "dedup",
         "manifest.json",
         "tokenizer.json",
         "train",
@@ -68,7 +74,7 @@ def test_layout_split_and_manifest(tmp_path: Path, corpus) -> None:
         "prose.bin",
         "prose.idx",
     ]
-    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp dir
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []  # no temp file
 
     tok = Tokenizer.load(out)
     assert manifest["tokenizer"] == {
@@ -80,12 +86,14 @@ def test_layout_split_and_manifest(tmp_path: Path, corpus) -> None:
         "sha256": prepare_module.file_sha256(out / "tokenizer.json"),
     }
     assert (manifest["dtype"], manifest["val_fraction"], manifest["seed"]) == ("uint16", 0.2, 3)
-    assert manifest["text_field"] == "text" and manifest["format"] == 1
-    assert [(s["domain"], s["files"], s["documents"]) for s in manifest["sources"]] == [
-        ("code", 12, 12),
-        ("prose", 10, 10),
-        ("prose", 1, 6),
+    assert manifest["text_field"] == "text" and manifest["format"] == 2
+    assert manifest["complete"] is True
+    assert [(s["domain"], s["files"], s["documents"], s["kept"]) for s in manifest["sources"]] == [
+        ("code", 12, 12, 12),
+        ("prose", 10, 10, 10),
+        ("prose", 1, 6, 6),
     ]
+    assert all(s["done"] for s in manifest["sources"])
     assert list(manifest["domains"]) == ["code", "prose"]
     for domain, expected in texts.items():
         train = shard_texts(out, "train", domain, tok)
@@ -116,21 +124,27 @@ def docs_of(n: int) -> list[Document]:
     return [Document(f"text {i}", "d", f"f{i}.txt") for i in range(n)]
 
 
-def test_split_guarantees_both_sides() -> None:
-    docs = docs_of(20)
-    train, val = split_documents(docs, "d", seed=0, val_fraction=1e-9)
-    assert (len(train), len(val)) == (19, 1)
-    train, val = split_documents(docs, "d", seed=0, val_fraction=1 - 1e-9)
-    assert (len(train), len(val)) == (1, 19)
-    train, val = split_documents(docs[:2], "d", seed=0, val_fraction=0.5)
-    assert (len(train), len(val)) == (1, 1)
+def test_split_guarantees_both_sides(tmp_path: Path) -> None:
+    folder = tmp_path / "d"
+    folder.mkdir()
+    for i in range(20):
+        (folder / f"f{i}.txt").write_text(f"text number {i}\n", encoding="utf-8")
+    few_val = prepare_dataset([str(folder)], tmp_path / "a", vocab_size=VOCAB, val_fraction=1e-9)
+    counts = few_val["domains"]["d"]
+    assert (counts["train"]["documents"], counts["val"]["documents"]) == (19, 1)
+    few_train = prepare_dataset(
+        [str(folder)], tmp_path / "b", vocab_size=VOCAB, val_fraction=1 - 1e-9
+    )
+    counts = few_train["domains"]["d"]
+    assert (counts["train"]["documents"], counts["val"]["documents"]) == (1, 19)
+    PreparedDataset(tmp_path / "b")  # the moved document left consistent shards
 
 
 def test_split_depends_on_seed_and_fraction() -> None:
     docs = docs_of(200)
-    _, val = split_documents(docs, "d", seed=0, val_fraction=0.25)
+    val = [d for d in docs if split_key(0, "d", d) < 0.25]
     assert 25 < len(val) < 75  # ~50 expected for a uniform hash
-    _, val_other_seed = split_documents(docs, "d", seed=1, val_fraction=0.25)
+    val_other_seed = [d for d in docs if split_key(1, "d", d) < 0.25]
     assert [d.source for d in val] != [d.source for d in val_other_seed]
 
 
@@ -139,7 +153,8 @@ def test_domain_with_one_document(tmp_path: Path, corpus) -> None:
     (tmp_path / "lonely.txt").write_text("only one document here", encoding="utf-8")
     with pytest.raises(UserError, match=r"domain 'lonely' \(from '.*lonely\.txt'\) has 1 document"):
         prepare_dataset([*specs, str(tmp_path / "lonely.txt")], tmp_path / "out", vocab_size=VOCAB)
-    assert not (tmp_path / "out").exists()
+    with pytest.raises(UserError, match=r"not completely prepared .* run the same"):
+        PreparedDataset(tmp_path / "out")
 
 
 def test_empty_corpus_names_sources(tmp_path: Path) -> None:
@@ -154,7 +169,7 @@ def test_existing_out_dir_refused(tmp_path: Path, corpus) -> None:
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("precious", encoding="utf-8")
-    with pytest.raises(UserError, match=r"output folder '.*out' already exists.*another --out"):
+    with pytest.raises(UserError, match=r"folder '.*out' already exists.*no prepared dataset"):
         prepare_dataset(specs, out, vocab_size=VOCAB)
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
 
@@ -166,23 +181,117 @@ def test_existing_empty_out_dir_accepted(tmp_path: Path, corpus) -> None:
     assert (tmp_path / "out" / "manifest.json").is_file()
 
 
-def test_failure_midway_leaves_nothing(tmp_path: Path, corpus, monkeypatch) -> None:
+def test_crash_midway_resumes_to_the_same_dataset(tmp_path: Path, corpus, monkeypatch) -> None:
     specs, _ = corpus
-    real_close = prepare_module.ShardWriter.close
+    straight = prepare_dataset(specs, tmp_path / "straight", vocab_size=VOCAB)
+    monkeypatch.setattr(prepare_module, "BATCH_CHARS", 60)  # a batch of about two documents
+    monkeypatch.setattr(prepare_module, "COMMIT_CHARS", 150)  # a commit every few batches
+    real_add = prepare_module.ShardAppender.add_document
     calls = []
 
-    def failing_close(self):
-        calls.append(self.prefix)
-        if len(calls) == 3:  # after code's train and val shards are already on disk
-            raise OSError("disk full")
-        return real_close(self)
+    def crashing_add(self, ids, eos_id):
+        calls.append(1)
+        real_add(self, ids, eos_id)
+        if len(calls) == 7:  # mid-source, with uncommitted documents already on disk
+            raise KeyboardInterrupt
 
-    monkeypatch.setattr(prepare_module.ShardWriter, "close", failing_close)
-    out = tmp_path / "data" / "out"
-    with pytest.raises(OSError, match="disk full"):
+    monkeypatch.setattr(prepare_module.ShardAppender, "add_document", crashing_add)
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
         prepare_dataset(specs, out, vocab_size=VOCAB)
-    assert len(calls) == 3
-    assert list((tmp_path / "data").iterdir()) == []  # neither out nor .out.tmp-<pid>
+    partial = json.loads((out / "manifest.json").read_text())
+    assert partial["complete"] is False and 0 < partial["sources"][0]["read"] < 12
+    with pytest.raises(UserError, match="not completely prepared"):
+        PreparedDataset(out)
+    monkeypatch.setattr(prepare_module.ShardAppender, "add_document", real_add)
+    logs: list[str] = []
+    resumed = prepare_dataset(specs, out, vocab_size=VOCAB, log=logs.append)
+    assert any("resuming" in line for line in logs)
+    assert resumed["domains"] == straight["domains"]  # same tokens, counts and hashes
+    assert [s["cleaning"] for s in resumed["sources"]] == [
+        s["cleaning"] for s in straight["sources"]
+    ]
+    PreparedDataset(out).verify()
+
+
+def test_adding_a_source_keeps_the_others(tmp_path: Path, corpus) -> None:
+    specs, _ = corpus
+    out = tmp_path / "out"
+    first = prepare_dataset(specs[:1], out, vocab_size=VOCAB)
+    code_bin = (out / "train" / "code.bin").read_bytes()
+    logs: list[str] = []
+    both = prepare_dataset(specs, out, vocab_size=VOCAB, log=logs.append)
+    assert not any(specs[0] in line and "read" in line for line in logs)  # code not re-read
+    assert (out / "train" / "code.bin").read_bytes() == code_bin
+    assert both["domains"]["code"] == first["domains"]["code"]
+    assert both["tokenizer"] == first["tokenizer"]  # the first preparation's tokenizer
+    assert list(both["domains"]) == ["code", "prose"]
+    assert both["domains"]["prose"]["train"]["documents"] > 0
+    assert PreparedDataset(out).domains == ["code", "prose"]
+    again: list[str] = []
+    prepare_dataset(specs, out, vocab_size=VOCAB, log=again.append)
+    assert any("already holds every source" in line for line in again)
+    with pytest.raises(UserError, match=r"prepared with val_fraction=0.05, not 0.3"):
+        prepare_dataset(specs, out, vocab_size=VOCAB, val_fraction=0.3)
+
+
+def test_cleaning_is_applied_and_reported(tmp_path: Path) -> None:
+    folder = tmp_path / "d"
+    folder.mkdir()
+    import random
+
+    rng = random.Random(0)
+    vocabulary = [
+        "the",
+        "cat",
+        "and",
+        "dog",
+        "went",
+        "to",
+        "park",
+        "with",
+        "a",
+        "ball",
+        "of",
+        "red",
+        "yarn",
+        "that",
+        "day",
+        "sun",
+    ]
+    good = [" ".join(rng.choice(vocabulary) for _ in range(80)) + ".\n" for _ in range(6)]
+    for i, text in enumerate(good):
+        (folder / f"good{i}.txt").write_text(text, encoding="utf-8")
+    (folder / "copy.txt").write_text(good[0].replace("\n", "\r\n"), encoding="utf-8")
+    (folder / "junk.txt").write_text("lorem ipsum dolor sit amet " * 20, encoding="utf-8")
+    manifest = prepare_dataset(
+        [str(folder)],
+        tmp_path / "out",
+        vocab_size=VOCAB,
+        cleaning=CleaningConfig(quality="prose"),
+    )
+    source = manifest["sources"][0]
+    assert (source["documents"], source["kept"]) == (8, 6)
+    rules = source["cleaning"]["rules"]
+    assert rules["exact_duplicate"]["documents"] == 1  # equal once \r\n is normalised
+    assert sum(r["documents"] for r in rules.values()) == 2
+    kept = manifest["domains"]["d"]
+    assert kept["train"]["documents"] + kept["val"]["documents"] == 6
+    raw = prepare_dataset(
+        [str(folder)],
+        tmp_path / "raw",
+        vocab_size=VOCAB,
+        cleaning=CleaningConfig(normalize=None, exact_dedup=False),
+    )
+    assert raw["sources"][0]["kept"] == 8 and raw["sources"][0]["cleaning"]["rules"] == {}
+
+
+def test_worker_processes_give_the_same_dataset(tmp_path: Path, corpus, monkeypatch) -> None:
+    specs, _ = corpus
+    monkeypatch.setattr(prepare_module, "BATCH_CHARS", 200)  # several batches in flight
+    one = prepare_dataset(specs, tmp_path / "one", vocab_size=VOCAB, workers=1)
+    two = prepare_dataset(specs, tmp_path / "two", vocab_size=VOCAB, workers=2)
+    assert one["domains"] == two["domains"]
 
 
 def test_bad_options_fail_before_reading(tmp_path: Path) -> None:
@@ -211,6 +320,22 @@ def test_tokenizer_sees_only_train_documents(tmp_path: Path, corpus, monkeypatch
     tok = Tokenizer.load(out)
     train = [t for d in manifest["domains"] for t in shard_texts(out, "train", d, tok)]
     assert sorted(seen) == sorted(train)
+
+
+def test_tokenizer_sample_is_bounded(tmp_path: Path, corpus, monkeypatch) -> None:
+    specs, _ = corpus
+    seen: list[str] = []
+    real_train = Tokenizer.train.__func__
+
+    def spy(cls, texts, vocab_size):
+        texts = list(texts)
+        seen.extend(texts)
+        return real_train(cls, texts, vocab_size)
+
+    monkeypatch.setattr(Tokenizer, "train", classmethod(spy))
+    monkeypatch.setattr(prepare_module, "TOKENIZER_SAMPLE_CHARS", 3 * 40)
+    prepare_dataset(specs, tmp_path / "out", vocab_size=VOCAB)
+    assert 3 <= len(seen) <= 3 * 3  # each of the 3 sources stops once it gave its 40 chars
 
 
 def test_reuse_tokenizer(tmp_path: Path, corpus) -> None:
