@@ -81,7 +81,14 @@ def run_training(
     torch.manual_seed(config.train.seed)
     model = Decoder(config.model).to(device)
     optimizer = build_adamw(model, config.train, device)
-    sampler = MixtureSampler(data.train, config.model.seq_len, data.weights, config.train.seed)
+    sampler = MixtureSampler(
+        data.train,
+        config.model.seq_len,
+        data.weights,
+        config.train.seed,
+        max_epochs=config.data.max_epochs,
+        schedule=config.data.schedule,
+    )
     tokens_per_step = config.train.batch_size * config.model.seq_len
     planner = BudgetController(
         budget, tokens_per_step, flops_per_token(config.model) * tokens_per_step

@@ -96,3 +96,25 @@ def test_resume_of_a_finished_run_is_refused(tiny_config):
     api.pretrain(tiny_config(), log=lambda _: None)
     with pytest.raises(UserError, match="already finished"):
         api.pretrain(tiny_config(), resume=True, log=lambda _: None)
+
+
+def test_mixture_schedule_and_epoch_limits_from_the_config(tiny_config):
+    config = tiny_config(
+        **{
+            "data.max_epochs": {"code": 4},
+            "data.schedule": [
+                {"until": 0.5, "weights": {"code": 1, "prose": 0}},
+                {"until": 1.0, "weights": {"code": 1, "prose": 1}},
+            ],
+        }
+    )
+    assert config.data.schedule[0].until == 0.5
+    result = api.pretrain(config, log=lambda _: None)
+    assert result.steps == 12
+    with pytest.raises(UserError, match=r"schedule ends at 0.5, not 1.0"):
+        api.pretrain(
+            tiny_config(
+                name="bad",
+                **{"data.schedule": [{"until": 0.5, "weights": {"code": 1, "prose": 1}}]},
+            )
+        )

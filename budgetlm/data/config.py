@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from budgetlm.data.sampler import MixtureStage
+
 DEFAULT_SOURCES = ("builtin:prose", "builtin:code")
 
 
@@ -42,6 +44,12 @@ class DataConfig:
     """Where prepared sources are cached (default: $BUDGETLM_CACHE or ~/.cache/budgetlm)."""
     weights: dict[str, float] | None = None
     """Mixture weight per domain; default: each domain's share of training tokens."""
+    max_epochs: dict[str, float] | None = None
+    """Passes allowed over a domain (e.g. {hq: 4, web: 1}); a domain that reaches its limit
+    leaves the mixture and the others share its weight. Default: no limit."""
+    schedule: list[MixtureStage] | None = None
+    """Weights changing over training (a curriculum): stages of {until: FRACTION, weights: {...}}
+    ending at 1.0; overrides `weights`."""
     seed: int = 0
     """Seed of the train/validation split."""
     clean: CleaningConfig = field(default_factory=CleaningConfig)

@@ -31,7 +31,7 @@ from budgetlm.train.progress import Progress, format_duration
 
 
 class BatchSource(Protocol):
-    def next_batch(self, n: int) -> np.ndarray: ...
+    def next_batch(self, n: int, progress: float = 0.0) -> np.ndarray: ...
     def state_dict(self) -> dict: ...
     def load_state_dict(self, state: dict) -> None: ...
 
@@ -192,7 +192,9 @@ class Trainer:
     def _optimizer_step(self, lr: float) -> tuple[torch.Tensor, torch.Tensor]:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        batch = torch.from_numpy(self.batches.next_batch(self.cfg.batch_size))
+        s = self.state
+        progress = s.step / max(1, s.total_steps)
+        batch = torch.from_numpy(self.batches.next_batch(self.cfg.batch_size, progress))
         batch = batch.to(self.device, non_blocking=True)
         total = torch.zeros((), device=self.device)
         for micro in batch.split(self.cfg.micro_batch_size):

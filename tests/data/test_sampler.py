@@ -64,3 +64,83 @@ def test_errors():
     s = MixtureSampler(streams(), seq_len=10)
     with pytest.raises(UserError, match="resume with the data"):
         s.load_state_dict({"served": {"a": 1}, "seed": 0, "seq_len": 10})
+
+
+def domain_of(batch):
+    return ["a" if row[0] < 2000 else "b" for row in batch]
+
+
+def test_epoch_limit_takes_a_domain_out_and_shares_its_weight():
+    # b has 30 windows; at weight 1/2 it would be served 60 times in 120 draws
+    s = MixtureSampler(streams(), seq_len=10, weights={"a": 1, "b": 1}, max_epochs={"b": 1})
+    drawn = domain_of(s.next_batch(120))
+    assert drawn.count("b") == 30  # exactly one pass over b, never repeated
+    assert drawn[60:] == ["a"] * 60  # after b is spent, a takes the whole mixture
+    assert s.epochs()["b"] == 1.0
+    assert s.current_weights() == {"a": 1.0, "b": 0.0}
+
+
+def test_all_domains_exhausted_is_a_clear_error():
+    s = MixtureSampler(streams(), seq_len=10, max_epochs={"a": 0.5, "b": 0.5})
+    s.next_batch(65)  # 50 + 15 windows
+    with pytest.raises(UserError, match=r"every domain reached its epoch limit .* after 65"):
+        s.next_batch(1)
+
+
+def test_schedule_switches_weights_at_stage_boundaries():
+    from budgetlm.data.sampler import MixtureStage
+
+    stages = [MixtureStage(0.5, {"a": 1, "b": 0}), MixtureStage(1.0, {"a": 1, "b": 3})]
+    s = MixtureSampler(streams(), seq_len=10, schedule=stages)
+    first = domain_of(s.next_batch(20, progress=0.0)) + domain_of(s.next_batch(20, progress=0.4))
+    assert first == ["a"] * 40
+    second = domain_of(s.next_batch(40, progress=0.5))
+    assert second.count("b") == 30  # 3/4 of the stage, counted from the stage's start
+    assert s.current_weights() == {"a": 0.25, "b": 0.75}
+
+
+def test_resume_mid_schedule_and_after_exhaustion_is_exact():
+    from budgetlm.data.sampler import MixtureStage
+
+    def make():
+        stages = [MixtureStage(0.3, {"a": 1, "b": 1}), MixtureStage(1.0, {"a": 1, "b": 2})]
+        return MixtureSampler(streams(), 10, seed=5, max_epochs={"b": 1.5}, schedule=stages)
+
+    straight = make()
+    expected = [straight.next_batch(7, progress=i / 20) for i in range(20)]
+    first = make()
+    got = [first.next_batch(7, progress=i / 20) for i in range(9)]
+    resumed = make()
+    resumed.load_state_dict(first.state_dict())
+    got += [resumed.next_batch(7, progress=i / 20) for i in range(9, 20)]
+    for a, b in zip(expected, got, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_rank_slices_see_the_same_sequences_for_any_number_of_processes():
+    from budgetlm.data.sampler import rank_slice
+
+    one = MixtureSampler(streams(), seq_len=10, seed=1).next_batch(8)
+    sampler = MixtureSampler(streams(), seq_len=10, seed=1)
+    batch = sampler.next_batch(8)
+    parts = [rank_slice(batch, rank, 2) for rank in range(2)]
+    assert sorted(map(tuple, np.concatenate(parts))) == sorted(map(tuple, one))
+    with pytest.raises(UserError, match="not divisible by the 3 processes"):
+        rank_slice(batch, 0, 3)
+
+
+def test_limit_and_schedule_errors():
+    from budgetlm.data.sampler import MixtureStage
+
+    with pytest.raises(UserError, match=r"max_epochs names unknown domain 'c'"):
+        MixtureSampler(streams(), 10, max_epochs={"c": 1})
+    with pytest.raises(UserError, match=r"max_epochs for 'a' must be positive"):
+        MixtureSampler(streams(), 10, max_epochs={"a": 0})
+    with pytest.raises(UserError, match=r"schedule\[1\].until is 0.2: stages must end"):
+        MixtureSampler(
+            streams(), 10, schedule=[MixtureStage(0.5, {"a": 1, "b": 1}), MixtureStage(0.2, {})]
+        )
+    with pytest.raises(UserError, match=r"schedule ends at 0.5, not 1.0"):
+        MixtureSampler(streams(), 10, schedule=[MixtureStage(0.5, {"a": 1, "b": 1})])
+    with pytest.raises(UserError, match=r"no weight for domain\(s\) b"):
+        MixtureSampler(streams(), 10, schedule=[MixtureStage(1.0, {"a": 1})])

@@ -22,7 +22,7 @@ class FixedBatches:
     def __init__(self, seed=0):
         self.rng = np.random.default_rng(seed)
 
-    def next_batch(self, n):
+    def next_batch(self, n, progress=0.0):
         return self.rng.integers(0, 64, size=(n, 17))
 
     def state_dict(self):
