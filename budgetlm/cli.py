@@ -54,12 +54,15 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         required=True,
         metavar="SRC",
-        help="[domain=]file, folder, glob, JSONL file or builtin:code|prose|arith",
+        help="[domain=]file, folder or glob of text/JSONL/parquet files (optionally .gz/.zst), "
+        "a saved HF dataset folder, hf:ORG/NAME[:SPLIT], or builtin:code|prose|arith",
     )
     p.add_argument("--out", required=True, help="directory to create (or to add sources to)")
     p.add_argument("--vocab-size", type=int, default=4096)
     p.add_argument("--val-fraction", type=float, default=0.05)
-    p.add_argument("--text-field", default="text", help="JSONL field holding the text")
+    p.add_argument(
+        "--text-field", default="text", help="JSONL field, parquet or HF dataset column of the text"
+    )
     p.add_argument(
         "--tokenizer",
         help="reuse this tokenizer.json, or the one of a run, dataset or Hugging Face model folder",
