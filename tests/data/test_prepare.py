@@ -304,8 +304,8 @@ def test_bad_options_fail_before_reading(tmp_path: Path) -> None:
         prepare_dataset([missing], tmp_path / "out", tokenizer=tmp_path / "nope.json")
 
 
-def test_tokenizer_sees_only_train_documents(tmp_path: Path, corpus, monkeypatch) -> None:
-    specs, _ = corpus
+def spy_on_tokenizer_training(monkeypatch) -> list[str]:
+    """The texts Tokenizer.train receives, recorded while it still trains normally."""
     seen: list[str] = []
     real_train = Tokenizer.train.__func__
 
@@ -315,6 +315,12 @@ def test_tokenizer_sees_only_train_documents(tmp_path: Path, corpus, monkeypatch
         return real_train(cls, texts, vocab_size)
 
     monkeypatch.setattr(Tokenizer, "train", classmethod(spy))
+    return seen
+
+
+def test_tokenizer_sees_only_train_documents(tmp_path: Path, corpus, monkeypatch) -> None:
+    specs, _ = corpus
+    seen = spy_on_tokenizer_training(monkeypatch)
     out = tmp_path / "out"
     manifest = prepare_dataset(specs, out, vocab_size=VOCAB, val_fraction=0.3)
     tok = Tokenizer.load(out)
@@ -324,15 +330,7 @@ def test_tokenizer_sees_only_train_documents(tmp_path: Path, corpus, monkeypatch
 
 def test_tokenizer_sample_is_bounded(tmp_path: Path, corpus, monkeypatch) -> None:
     specs, _ = corpus
-    seen: list[str] = []
-    real_train = Tokenizer.train.__func__
-
-    def spy(cls, texts, vocab_size):
-        texts = list(texts)
-        seen.extend(texts)
-        return real_train(cls, texts, vocab_size)
-
-    monkeypatch.setattr(Tokenizer, "train", classmethod(spy))
+    seen = spy_on_tokenizer_training(monkeypatch)
     monkeypatch.setattr(prepare_module, "TOKENIZER_SAMPLE_CHARS", 3 * 40)
     prepare_dataset(specs, tmp_path / "out", vocab_size=VOCAB)
     assert 3 <= len(seen) <= 3 * 3  # each of the 3 sources stops once it gave its 40 chars
