@@ -77,8 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--quality",
-        choices=["prose", "code"],
-        help="drop documents failing heuristic quality rules (Gopher/C4 for prose)",
+        nargs="+",
+        metavar="PRESET|DOMAIN=PRESET",
+        help="drop documents failing heuristic quality rules: prose (Gopher/C4) or code, for "
+        "every domain or per domain (e.g. web=prose code=code)",
     )
     p.add_argument("--workers", type=int, help="processes (default: all cores for large inputs)")
     p.set_defaults(handler=run_prepare)
@@ -173,6 +175,20 @@ def parse_dotted_overrides(extra: list[str], allow: bool) -> list[tuple[str, Any
     return overrides
 
 
+def _quality_presets(values: list[str] | None) -> str | dict[str, str] | None:
+    """--quality PRESET, or --quality DOMAIN=PRESET ... as a mapping."""
+    if not values:
+        return None
+    if len(values) == 1 and "=" not in values[0]:
+        return values[0]
+    if not all("=" in v for v in values):
+        raise UserError(
+            f"--quality {' '.join(values)}: give one preset for all domains (--quality prose) or "
+            "DOMAIN=PRESET pairs (--quality web=prose code=code), not a mix"
+        )
+    return dict(v.split("=", 1) for v in values)
+
+
 def run_prepare(args: argparse.Namespace, overrides: list[tuple[str, Any]]) -> None:
     from budgetlm import api
     from budgetlm.data.config import CleaningConfig
@@ -181,7 +197,7 @@ def run_prepare(args: argparse.Namespace, overrides: list[tuple[str, Any]]) -> N
         normalize=None if args.normalize.lower() == "none" else args.normalize,
         exact_dedup=not args.no_dedup,
         near_dedup=args.near_dedup,
-        quality=args.quality,
+        quality=_quality_presets(args.quality),
     )
     manifest = api.prepare(
         args.data,
@@ -203,7 +219,8 @@ def run_prepare(args: argparse.Namespace, overrides: list[tuple[str, Any]]) -> N
     for source in manifest["sources"]:
         removed = ", ".join(
             f"{rule} {r['documents']:,} ({r['bytes'] / 1e6:.1f} MB)"
-            for rule, r in source["removed"].items()
+            for rule, r in source["cleaning"]["rules"].items()
+            if r["documents"]
         )
         print(
             f"{source['spec']}: {source['kept']:,} of {source['documents']:,} documents kept"

@@ -95,3 +95,21 @@ def test_pretrain_and_generate_end_to_end(capsys, tiny_prepared, tmp_path):
 def test_resume_refuses_config_changes(capsys, tmp_path):
     code, _, err = run(capsys, "pretrain", "--resume", "--model", "nano", "--out", str(tmp_path))
     assert code == 2 and "--resume continues a run" in err
+
+
+def test_prepare_reports_cleaning_and_adds_sources(capsys, tmp_path):
+    from .conftest import write_corpus
+
+    prose, code = write_corpus(tmp_path / "corpus")
+    (tmp_path / "corpus" / "code" / "copy.py").write_text(
+        (tmp_path / "corpus" / "code" / "mod0.py").read_text()
+    )
+    out = str(tmp_path / "out")
+    flags = ["--vocab-size", "300", "--near-dedup", "--val-fraction", "0.2"]
+    code_run, stdout, _ = run(capsys, "prepare", "--data", code, "--out", out, *flags)
+    assert code_run == 0
+    assert "code: 12 of 13 documents kept; removed: exact_duplicate 1" in stdout
+    code_run, stdout, _ = run(capsys, "prepare", "--data", code, prose, "--out", out, *flags)
+    assert code_run == 0 and "prose: 12 of 12 documents kept" in stdout
+    code_run, _, err = run(capsys, "prepare", "--data", code, "--out", out, *flags[:2], *flags[3:])
+    assert code_run == 2 and "prepared with cleaning=" in err and err.count("\n") == 1

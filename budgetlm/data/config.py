@@ -21,9 +21,16 @@ class CleaningConfig:
     near_dedup: bool = False
     """Drop near-duplicates found by MinHash + LSH (costs time and ~1 KB of memory per kept
     document; see data/minhash.py)."""
-    quality: str | None = None
+    quality: str | dict[str, str] | None = None
     """Heuristic quality filter preset: "prose" (Gopher/C4 rules) or "code" (the rules that
-    make sense for source code); None keeps every document. See data/filters.py."""
+    make sense for source code) for every domain, or one per domain ({code: code, web: prose};
+    domains not named are kept whole); None keeps every document. See data/filters.py."""
+
+    def quality_for(self, domain: str) -> str | None:
+        """The quality preset applied to one domain's documents, or None."""
+        if isinstance(self.quality, dict):
+            return self.quality.get(domain)
+        return self.quality
 
 
 @dataclass

@@ -42,13 +42,15 @@ class Processed:
 class DocumentProcessor:
     """Cleans and tokenizes texts with one tokenizer and cleaning configuration."""
 
-    def __init__(self, tokenizer_path: str | Path, cleaning: CleaningConfig) -> None:
+    def __init__(
+        self, tokenizer_path: str | Path, cleaning: CleaningConfig, quality: str | None = None
+    ) -> None:
         from budgetlm.data.filters import QualityConfig
         from budgetlm.data.minhash import MinHashConfig
 
         self.tokenizer = Tokenizer.load(tokenizer_path)
         self.cleaning = cleaning
-        self.quality = QualityConfig.preset(cleaning.quality) if cleaning.quality else None
+        self.quality = QualityConfig.preset(quality) if quality else None
         self.minhash = MinHashConfig() if cleaning.near_dedup else None
 
     def __call__(self, texts: list[str]) -> tuple[list[Processed | None], CleaningReport]:
@@ -79,16 +81,18 @@ def process_batches(
     tokenizer_path: str | Path,
     cleaning: CleaningConfig,
     workers: int,
+    quality: str | None = None,
 ) -> Iterator[tuple[T, tuple[list[Processed | None], CleaningReport]]]:
     """(tag, texts) batches -> (tag, (processed, report)) in input order, on `workers`
-    processes (in this process when workers <= 1). The tag carries what the caller needs."""
+    processes (in this process when workers <= 1). The tag carries what the caller needs;
+    `quality` is the quality preset of these texts (see data/filters.py)."""
     if workers <= 1:
-        processor = DocumentProcessor(tokenizer_path, cleaning)
+        processor = DocumentProcessor(tokenizer_path, cleaning, quality)
         for tag, texts in batches:
             yield tag, processor(texts)
         return
     context = multiprocessing.get_context("spawn")  # fork + Rust thread pools can deadlock
-    with context.Pool(workers, _start_worker, (str(tokenizer_path), cleaning)) as pool:
+    with context.Pool(workers, _start_worker, (str(tokenizer_path), cleaning, quality)) as pool:
         pending: deque = deque()
         for tag, texts in batches:
             pending.append((tag, pool.apply_async(_work, (texts,))))
@@ -105,11 +109,11 @@ def process_batches(
 _processor: DocumentProcessor | None = None
 
 
-def _start_worker(tokenizer_path: str, cleaning: CleaningConfig) -> None:
+def _start_worker(tokenizer_path: str, cleaning: CleaningConfig, quality: str | None) -> None:
     global _processor
     os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one thread per worker: the pool is the split
     os.environ["RAYON_NUM_THREADS"] = "1"
-    _processor = DocumentProcessor(tokenizer_path, cleaning)
+    _processor = DocumentProcessor(tokenizer_path, cleaning, quality)
 
 
 def _work(texts: list[str]) -> tuple[list[Processed | None], CleaningReport]:

@@ -33,7 +33,7 @@ from budgetlm.data.pipeline import Processed, process_batches
 from budgetlm.data.shards import ShardAppender, TokenShard, token_dtype
 from budgetlm.data.sources import Source, SourceReport, parse_sources, read_documents
 from budgetlm.data.tokenizer import TOKENIZER_FILE, Tokenizer, check_vocab_size
-from budgetlm.errors import UserError
+from budgetlm.errors import UserError, closest
 
 MANIFEST_FILE = "manifest.json"
 MANIFEST_FORMAT = 2
@@ -83,6 +83,7 @@ def prepare_dataset(
     elif tokenizer is not None:
         Tokenizer.load(tokenizer)  # a missing or unreadable tokenizer fails before any reading
     parsed = parse_sources(sources)
+    _check_quality(cleaning, parsed)
     manifest = _open_or_create(out, settings, tokenizer, vocab_size, parsed, text_field, log)
     tok = Tokenizer.load(out / TOKENIZER_FILE)
     _add_sources(manifest, parsed)
@@ -174,7 +175,11 @@ class Builder:
         docs = read_documents(source, self.manifest["text_field"], report)
         since_commit = 0
         for batch, (processed, batch_report) in process_batches(
-            _batches(docs, skip), self.out / TOKENIZER_FILE, self.cleaning, self.workers
+            _batches(docs, skip),
+            self.out / TOKENIZER_FILE,
+            self.cleaning,
+            self.workers,
+            self.cleaning.quality_for(source.domain),
         ):
             cleaning.merge(batch_report)
             for doc, item in zip(batch, processed, strict=True):
@@ -252,6 +257,23 @@ class Builder:
         _write_manifest(self.out, self.manifest)
         for name in set(old_files) - set(files):
             (self.out / DEDUP_DIR / name).unlink(missing_ok=True)
+
+
+def _check_quality(cleaning: CleaningConfig, sources: list[Source]) -> None:
+    """UserError for a per-domain quality preset naming a domain no source has."""
+    from budgetlm.data.filters import QualityConfig
+
+    names = cleaning.quality.items() if isinstance(cleaning.quality, dict) else []
+    domains = sorted({s.domain for s in sources})
+    for domain, preset in names:
+        if domain not in domains:
+            raise UserError(
+                f"quality preset given for domain '{domain}'{closest(domain, domains)}, which no "
+                f"source has; domains: {', '.join(domains)}"
+            )
+        QualityConfig.preset(preset)  # unknown preset names fail here, before any reading
+    if isinstance(cleaning.quality, str):
+        QualityConfig.preset(cleaning.quality)
 
 
 def _open_or_create(

@@ -371,3 +371,22 @@ def test_builtin_prose(tmp_path: Path) -> None:
     entry = manifest["domains"]["prose"]
     assert entry["train"]["documents"] > 0 and entry["val"]["documents"] > 0
     assert 0 < entry["unigram_entropy"] < math.log(512)  # below the uniform distribution's
+
+
+def test_quality_presets_per_domain(tmp_path: Path, corpus) -> None:
+    specs, _ = corpus
+    per_domain = CleaningConfig(quality={"prose": "prose"})  # code is kept whole
+    out = tmp_path / "out"
+    with pytest.raises(UserError, match=r"domain 'prose' .* has 0 document\(s\) after cleaning"):
+        prepare_dataset(specs, out, vocab_size=VOCAB, cleaning=per_domain)
+    manifest = json.loads((out / "manifest.json").read_text())
+    rules = [s["cleaning"]["rules"] for s in manifest["sources"]]
+    assert rules[0] == {}  # code: no rule applied
+    assert rules[1]["min_words"]["documents"] == 10  # every prose story is under 50 words
+    with pytest.raises(UserError, match=r"quality preset given for domain 'prosy'.*'prose'"):
+        prepare_dataset(
+            specs,
+            tmp_path / "x",
+            vocab_size=VOCAB,
+            cleaning=CleaningConfig(quality={"prosy": "prose"}),
+        )
