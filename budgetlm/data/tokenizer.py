@@ -87,7 +87,7 @@ class Tokenizer:
                 f"tokenizer file '{file}' could not be read ({e}); fix: re-create "
                 "it with `budgetlm prepare` or pass another file"
             ) from None
-        eos_token = _configured_eos(file.parent) or EOS_TOKEN
+        eos_token = _configured_eos(file.parent) or _model_eos(file.parent, hf) or EOS_TOKEN
         if hf.token_to_id(eos_token) is None:
             raise UserError(
                 f"tokenizer file '{file}' has no {eos_token} token to end documents with; fix: "
@@ -166,6 +166,21 @@ def _configured_eos(folder: Path) -> str | None:
     if isinstance(value, dict):
         value = value.get("content")
     return value if isinstance(value, str) and value else None
+
+
+def _model_eos(folder: Path, hf: HFTokenizer) -> str | None:
+    """The token named by `eos_token_id` in a Hugging Face model's config.json (an id or a list
+    of ids, the first being the end of text), for model folders without tokenizer_config.json."""
+    file = folder / "config.json"
+    if not file.is_file():
+        return None
+    try:
+        value = json.loads(file.read_text(encoding="utf-8")).get("eos_token_id")
+    except (ValueError, UnicodeDecodeError, AttributeError):
+        return None
+    if isinstance(value, list):
+        value = value[0] if value else None
+    return hf.id_to_token(value) if isinstance(value, int) else None
 
 
 def _write_atomic(path: Path, text: str) -> None:

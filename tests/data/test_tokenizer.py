@@ -94,3 +94,20 @@ def test_load_tokenizer_without_eos(tok: Tokenizer, tmp_path: Path) -> None:
     path.write_text(path.read_text().replace(EOS_TOKEN, "<|other|>"), encoding="utf-8")
     with pytest.raises(UserError, match=r"has no <\|endoftext\|> token"):
         Tokenizer.load(path)
+
+
+def test_hugging_face_tokenizer_keeps_its_eos_and_bos(tmp_path: Path) -> None:
+    pytest.importorskip("transformers")
+    from tests.conftest import write_hf_model
+
+    write_hf_model(tmp_path / "hf", "llama")
+    tok = Tokenizer.load(tmp_path / "hf")
+    assert (tok.eos_id, tok.bos_id) == (2, 1)  # </s> from tokenizer_config.json, <s> prepended
+    (tmp_path / "hf" / "tokenizer_config.json").unlink()
+    assert Tokenizer.load(tmp_path / "hf").eos_id == 2  # from config.json's eos_token_id
+    (tmp_path / "copy").mkdir()
+    tok.save(tmp_path / "copy" / "tokenizer.json")  # writes tokenizer_config.json beside it
+    again = Tokenizer.load(tmp_path / "copy")
+    assert (again.eos_id, again.bos_id, again.fingerprint) == (2, 1, tok.fingerprint)
+    own = Tokenizer.train(TRAIN_TEXTS, vocab_size=300)
+    assert own.fingerprint != tok.fingerprint and own.bos_id is None
