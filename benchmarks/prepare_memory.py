@@ -136,22 +136,25 @@ def measure(folder: Path, out: Path, workers: int, poll: float) -> dict:
     command = [sys.executable, __file__, "--child", str(folder), "--out", str(out)]
     command += ["--workers", str(workers)]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    worker_peak = total_peak = 0
+    peaks = dict.fromkeys(("worker_peak", "total_peak", "total_anon", "main_anon", "main_file"), 0)
     while proc.poll() is None:
-        pids = descendants(proc.pid)
-        fields = [status(pid) for pid in pids]
-        total_peak = max(total_peak, sum(f.get("VmRSS", 0) for f in fields))
-        workers_hwm = [f.get("VmHWM", 0) for pid, f in zip(pids, fields, strict=True)]
-        worker_peak = max([worker_peak, *workers_hwm[1:]])
+        fields = [status(pid) for pid in descendants(proc.pid)]
+        main, workers_ = fields[0], fields[1:]
+        seen = {
+            "worker_peak": max([f.get("VmHWM", 0) for f in workers_], default=0),
+            "total_peak": sum(f.get("VmRSS", 0) for f in fields),
+            "total_anon": sum(f.get("RssAnon", 0) for f in fields),
+            "main_anon": main.get("RssAnon", 0),
+            "main_file": main.get("RssFile", 0),
+        }
+        peaks = {k: max(v, seen[k]) for k, v in peaks.items()}
         time.sleep(poll)
     stdout, stderr = proc.communicate()
     lines = [line for line in stdout.splitlines() if line.startswith("RESULT ")]
     if proc.returncode or not lines:
         raise RuntimeError(f"prepare of {folder} failed:\n{stdout[-3000:]}\n{stderr[-3000:]}")
     result = json.loads(lines[-1].removeprefix("RESULT "))
-    result["worker_peak"] = worker_peak
-    result["total_peak"] = total_peak
-    return result
+    return result | peaks
 
 
 def main() -> None:
@@ -173,7 +176,8 @@ def main() -> None:
     try:
         t0 = time.perf_counter()
         corpus = work / "corpus"
-        made = write_corpus(corpus, int(sizes[-1] * 1e9), FILE_BYTES)
+        file_bytes = min(FILE_BYTES, int(sizes[0] * 1e9))
+        made = write_corpus(corpus, int(sizes[-1] * 1e9), file_bytes)
         print(
             f"corpus: {made['bytes'] / 1e9:.2f} GB in {made['files']} files, "
             f"{made['documents']:,} documents ({time.perf_counter() - t0:.0f}s) in {corpus}"
@@ -186,7 +190,7 @@ def main() -> None:
         for gb in sizes:
             folder = work / f"size-{gb:g}GB"
             folder.mkdir()
-            for path in files[: max(1, round(gb * 1e9 / FILE_BYTES))]:
+            for path in files[: max(1, round(gb * 1e9 / file_bytes))]:
                 os.link(path, folder / path.name)
             runs[f"{gb:g} GB"] = folder
 
@@ -222,28 +226,32 @@ def print_table(results: dict[str, dict], workers: int) -> None:
     bound = tiny["bound"]
     in_flight_mb, per_doc = (float(x) for x in re.findall(r"[\d.]+", bound)[:2])
     print(f"\nworkers={workers}; memory_bound: {bound}")
-    print("peaks in MB; stream/finish/tokenizer: main-process VmHWM per phase (MB)")
+    print(
+        "MB; main process: VmHWM per phase (tokenizer training, streaming, finish), and the\n"
+        "largest anonymous / file-backed RSS polled; worker: largest worker VmHWM; total: "
+        "largest\nsum over main + workers of VmRSS (all) and RssAnon (anon) at one poll"
+    )
     header = (
-        f"{'corpus':>8} {'text GB':>7} {'docs':>10} {'time s':>6} {'MB/s':>5} "
-        f"{'tokenizer':>9} {'stream':>6} {'anon':>5} {'finish':>6} {'worker':>6} "
-        f"{'total':>6} {'bound':>6}"
+        f"{'corpus':>8} {'JSONL GB':>8} {'kept docs':>10} {'time s':>6} {'MB/s':>5} | "
+        f"{'tok':>4} {'stream':>6} {'finish':>6} {'anon':>5} {'file':>5} | {'worker':>6} | "
+        f"{'total':>5} {'anon':>5} | {'bound':>5}"
     )
     print(header)
     print("-" * len(header))
     base_total = tiny["total_peak"] / 1024
     for name, r in results.items():
         phases = {k: v.get("VmHWM", 0) / 1024 for k, v in r["phases"].items()}
-        anon = r["phases"]["stream"].get("RssAnon", 0) / 1024
         # the stated bound on top of what the tiny run needs
         bound_mb = base_total + in_flight_mb + per_doc * r["kept"] / MB
         print(
-            f"{name:>8} {r['bytes'] / 1e9:>7.2f} {r['kept']:>10,} {r['seconds']:>6.0f} "
-            f"{r['bytes'] / 1e6 / r['seconds']:>5.1f} {phases.get('tokenizer', 0):>9.0f} "
-            f"{phases['stream']:>6.0f} {anon:>5.0f} {phases['finish']:>6.0f} "
-            f"{r['worker_peak'] / 1024:>6.0f} {r['total_peak'] / 1024:>6.0f} {bound_mb:>6.0f}"
+            f"{name:>8} {r['bytes'] / 1e9:>8.2f} {r['kept']:>10,} {r['seconds']:>6.0f} "
+            f"{r['bytes'] / 1e6 / r['seconds']:>5.1f} | {phases.get('tokenizer', 0):>4.0f} "
+            f"{phases['stream']:>6.0f} {phases['finish']:>6.0f} {r['main_anon'] / 1024:>5.0f} "
+            f"{r['main_file'] / 1024:>5.0f} | {r['worker_peak'] / 1024:>6.0f} | "
+            f"{r['total_peak'] / 1024:>5.0f} {r['total_anon'] / 1024:>5.0f} | {bound_mb:>5.0f}"
         )
     print(
-        "bound = tiny run's total peak + text in flight + dedup bytes per kept document "
+        "bound = the tiny run's total peak + text in flight + dedup bytes per kept document "
         "(from memory_bound)"
     )
 

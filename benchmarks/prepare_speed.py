@@ -10,8 +10,8 @@ id sum must match across contenders that do not clean):
   num_proc=None (one process; the Rust tokenizer uses every core) and num_proc=cores;
 - hf-tk: the same with `tokenizers.Tokenizer.encode_batch` (no transformers wrapper);
 - budgetlm: `prepare_dataset([jsonl], out, tokenizer=..., cleaning=CleaningConfig(
-  normalize=None, exact_dedup=False), workers=k)` for k = 1 (in-process) and cores, and with
-  the default cleaning (NFC + exact dedup) at k = cores, reported separately.
+  normalize=None, exact_dedup=False), workers=k)` for k = 1 (in-process) and cores, and the
+  same with the default cleaning (NFC + exact dedup), reported separately ("+clean").
 
 Every contender runs in a fresh process (the timing excludes interpreter start and imports,
 includes reading the JSONL and writing the result to disk) against a corpus already in the page
@@ -60,7 +60,10 @@ def contenders(cores: int) -> dict[str, dict]:
         f"budgetlm workers={k}": {"kind": "budgetlm", "workers": k, "clean": False}
         for k in sorted({1, cores})
     }
-    ours[f"budgetlm workers={cores} +clean"] = {"kind": "budgetlm", "workers": cores, "clean": True}
+    ours |= {
+        f"budgetlm workers={k} +clean": {"kind": "budgetlm", "workers": k, "clean": True}
+        for k in sorted({1, cores})
+    }
     return hf | ours
 
 
@@ -214,12 +217,12 @@ def main() -> None:
             results[name] = run_child(spec, corpus, tokenizer, workdir)
             r = results[name]
             print(f"  {name}: {r['seconds']:.1f}s", flush=True)
-        print_table(results, text_mb)
+        print_table(results, text_mb, args.cores)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def print_table(results: dict[str, dict], text_mb: float) -> None:
+def print_table(results: dict[str, dict], text_mb: float, cores: int) -> None:
     hf = {n: r for n, r in results.items() if n.startswith("hf")}
     best = min(hf.values(), key=lambda r: r["seconds"]) if hf else None
     reference = next((r for n, r in results.items() if "+clean" not in n), None)
@@ -229,29 +232,24 @@ def print_table(results: dict[str, dict], text_mb: float) -> None:
     print("-" * (len(header) + 19))
     for name, r in results.items():
         ratio = f"{best['seconds'] / r['seconds']:.2f}" if best else "-"
-        same = (
-            "-"
-            if "+clean" in name or reference is None
-            else (
-                "same"
-                if (r["tokens"], r["id_sum"]) == (reference["tokens"], reference["id_sum"])
-                else "DIFF"
-            )
-        )
+        same = "-"
+        if "+clean" not in name and reference is not None:
+            match = (r["tokens"], r["id_sum"]) == (reference["tokens"], reference["id_sum"])
+            same = "same" if match else "DIFF"
         map_s = f"{r['map_seconds']:.1f}" if "map_seconds" in r else ""
         print(
             f"{name:<30} {r['seconds']:>7.1f} {map_s:>6} {text_mb / r['seconds']:>6.1f} "
             f"{ratio:>9} {r['tokens']:>12,} {same:>5}"
         )
-    ours = {n: r for n, r in results.items() if n.startswith("budgetlm") and "+clean" not in n}
-    one = next((r for n, r in ours.items() if n.endswith("workers=1")), None)
-    many = [(n, r) for n, r in ours.items() if not n.endswith("workers=1")]
-    if one and many:
-        name, r = many[-1]
-        print(
-            f"\nscaling: budgetlm workers=1 -> {name.split('=')[-1]}: "
-            f"{one['seconds'] / r['seconds']:.2f}x"
-        )
+    for suffix in ("", " +clean"):
+        one = results.get(f"budgetlm workers=1{suffix}")
+        many = results.get(f"budgetlm workers={cores}{suffix}")
+        if one and many and cores > 1:
+            print(
+                f"scaling{suffix}: budgetlm workers=1 -> {cores}: "
+                f"{one['seconds'] / many['seconds']:.2f}x"
+            )
+    print()
     print("map s: the datasets .map alone (wall s also includes load_dataset's JSON -> Arrow)")
     print("ids: token count and id sum equal to the first contender's (cleaning off)")
 
