@@ -173,6 +173,14 @@ def load_model(run_dir: str | Path, device: str = "cpu") -> Decoder:
     return model.to(device).eval()
 
 
+def export(run_dir: str | Path, out: str | Path) -> Path:
+    """Write a run's trained model and tokenizer as a Hugging Face folder (Llama, or Qwen2 for
+    models with q/k/v biases) that `transformers.AutoModelForCausalLM.from_pretrained` loads."""
+    from budgetlm.model.hf_export import export_hf
+
+    return export_hf(load_model(run_dir), load_tokenizer(run_dir), out)
+
+
 def load_tokenizer(run_dir: str | Path) -> Tokenizer:
     """The tokenizer a run was trained with."""
     return Tokenizer.load(Path(run_dir) / TOKENIZER_FILE)
@@ -354,4 +362,5 @@ __all__ = [
     "generate",
     "load_model",
     "load_tokenizer",
+    "export",
 ]

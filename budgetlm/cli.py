@@ -152,6 +152,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, default=50)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(handler=run_generate)
+
+    p = sub.add_parser(
+        "export",
+        help="write a run's model as a Hugging Face folder",
+        description="Write a run's trained model and tokenizer as a Hugging Face model folder "
+        "(config.json, model.safetensors, tokenizer files) that transformers loads with "
+        "AutoModelForCausalLM.from_pretrained; Llama format, Qwen2 for models with q/k/v biases.",
+    )
+    p.add_argument("--run", required=True, help="the run directory")
+    p.add_argument("--out", required=True, help="the folder to create")
+    p.set_defaults(handler=run_export)
     return parser
 
 
@@ -301,6 +312,13 @@ def run_generate(args: argparse.Namespace, overrides: list[tuple[str, Any]]) -> 
         seed=args.seed,
     )
     print(args.prompt + text)
+
+
+def run_export(args: argparse.Namespace, overrides: list[tuple[str, Any]]) -> None:
+    from budgetlm import api
+
+    out = api.export(args.run, args.out)
+    print(f"exported {args.run} to {out} (load it with AutoModelForCausalLM.from_pretrained)")
 
 
 if __name__ == "__main__":

@@ -138,6 +138,15 @@ class Tokenizer:
         return self._eos_id
 
     @property
+    def eos_token(self) -> str:
+        """The EOS token's text (e.g. "<|endoftext|>", Llama's "</s>")."""
+        return self._eos_token
+
+    def token(self, token_id: int) -> str | None:
+        """The vocabulary entry of an id (None if out of range)."""
+        return self._hf.id_to_token(token_id)
+
+    @property
     def bos_id(self) -> int | None:
         """Id of the token the tokenizer puts before each text (Llama's <s>), or None."""
         return self._bos_id
