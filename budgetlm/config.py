@@ -20,6 +20,7 @@ from budgetlm.errors import UserError, closest
 from budgetlm.evaluate.config import EvalConfig, SampleConfig
 from budgetlm.model.config import ModelConfig
 from budgetlm.train.config import CheckpointConfig, TrainConfig
+from budgetlm.train.guard import GuardConfig
 
 
 @dataclass
@@ -62,6 +63,8 @@ class RunConfig:
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     samples: SampleConfig = field(default_factory=SampleConfig)
     continual: ContinualConfig = field(default_factory=ContinualConfig)
+    guard: GuardConfig = field(default_factory=GuardConfig)
+    """Loss-spike and NaN guard: roll back and skip the offending batches (train/guard.py)."""
 
 
 def to_dict(config: Any) -> dict[str, Any]:

@@ -125,6 +125,7 @@ def run_training(
             extra_evaluation=extra_evaluation(device, trainer_autocast(config, device))
             if extra_evaluation
             else None,
+            guard=config.guard,
         )
         if resume:
             restore_latest(trainer, run_dir, log)

@@ -10,16 +10,28 @@ class TrainConfig:
     """How the model is optimised; the budget decides how long."""
 
     lr: float = 3e-3
-    """Peak learning rate."""
+    """Peak learning rate (of every parameter; Muon's matrices take it times muon_lr_scale)."""
+    optimizer: str = "adamw"
+    """'adamw', or 'muon': Muon for the hidden weight matrices and AdamW for embeddings, output
+    head, norm gains and biases (train/muon.py)."""
+    muon_lr_scale: float = 1.0
+    """Muon's peak LR as a multiple of `lr`. Muon's update is scaled to AdamW's typical update
+    RMS (0.2, "Muon is Scalable for LLM Training", Liu et al., 2025), so AdamW's LR and weight
+    decay carry over and 1.0 is that paper's setting."""
     min_lr_ratio: float = 0.0
     """Final learning rate as a share of the peak (0: decay to zero, fully annealed)."""
     schedule: str = "wsd"
-    """'wsd' (warmup-stable-decay) or 'cosine'."""
+    """'wsd' (warmup-stable-decay), 'cosine', 'linear' (to zero), 'rewarm' (continual
+    pre-training: re-warm from min_lr_ratio, then re-decay) or 'constant' (never decays)."""
+    decay_shape: str | None = None
+    """Shape of the decay of 'wsd' and 'rewarm': 'linear', 'cosine' or '1-sqrt' (Hägele et al.,
+    2024). Default: linear for 'wsd', cosine for 'rewarm'; the other schedules fix their own."""
     warmup_fraction: float = 0.05
     """Share of the planned steps spent warming up linearly."""
     decay_fraction: float = 0.2
-    """Share of the planned steps spent decaying (WSD only)."""
+    """Share of the planned steps spent decaying (WSD only; the others decay after warmup)."""
     weight_decay: float = 0.1
+    """Decoupled weight decay of matrices (AdamW's and Muon's); none on gains and biases."""
     beta1: float = 0.9
     beta2: float = 0.95
     grad_clip: float = 1.0

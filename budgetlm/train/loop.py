@@ -5,6 +5,7 @@ given (budget/); where batches come from is decided by the sampler it is given (
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import time
 from collections.abc import Callable, Mapping
@@ -25,6 +26,7 @@ from budgetlm.train.checkpoint import (
     save_checkpoint,
 )
 from budgetlm.train.config import CheckpointConfig, TrainConfig
+from budgetlm.train.guard import GuardConfig, LossGuard
 from budgetlm.train.metrics import MetricsLog
 from budgetlm.train.precision import autocast
 from budgetlm.train.progress import Progress, format_duration
@@ -66,6 +68,8 @@ class TrainState:
     next_eval: int = 0
     checkpoints_done: int = 0
     pre_decay_saved: bool = False
+    rollbacks: int = 0
+    skipped_batches: int = 0
     seconds: dict[str, float] = field(
         default_factory=lambda: {"steps": 0.0, "eval": 0.0, "checkpoint": 0.0}
     )
@@ -99,6 +103,7 @@ class Trainer:
         seq_len: int,
         extra_state: Callable[[], dict[str, Any]] = dict,
         extra_evaluation: Callable[[torch.nn.Module], dict[str, Any]] | None = None,
+        guard: GuardConfig | None = None,
     ) -> None:
         if train.batch_size % train.micro_batch_size:
             raise UserError(
@@ -121,6 +126,12 @@ class Trainer:
         self.accum = train.batch_size // train.micro_batch_size
         self.tokens_per_step = train.batch_size * seq_len
         self.state = TrainState()
+        self.guard_cfg = guard or GuardConfig()
+        self.guard = LossGuard(self.guard_cfg)
+        self._window: list[torch.Tensor] = []  # per-step losses not yet checked by the guard
+        self._loss_sum = torch.zeros(())  # training loss summed since the last logged record
+        self._logged = (0, 0.0)  # (step, elapsed seconds) of the last logged record
+        self._snapshot: dict[str, Any] | None = None
         self._started = 0.0
         self._saved_step = -1
 
@@ -134,6 +145,7 @@ class Trainer:
         load_optimizer(checkpoint_dir, self.optimizer)
         self.batches.load_state_dict(state["sampler"])
         self.planner.load_state_dict(state["planner"])
+        self.guard.load_state_dict(state.get("guard", {}))
         self.state = TrainState(**state["train"])
 
     def run(self) -> TrainResult:
@@ -143,13 +155,29 @@ class Trainer:
         if s.step == 0:
             s.total_steps = self.planner.initial_total()
             self._evaluate()
-        loss_sum = torch.zeros((), device=self.device)
-        logged_at, logged_time = s.step, self._elapsed()
+        self._take_snapshot()
+        while True:
+            self._train_to_total()
+            if self._guard_passed():  # the last steps' losses, before the final checkpoint
+                break
+        val = self._evaluate()
+        self._checkpoint(tags=["final"])
+        self.progress.close()
+        rate = s.tokens / max(1e-9, s.seconds["steps"])
+        return TrainResult(state=s, val_loss=val, tokens_per_second=rate)
+
+    def _train_to_total(self) -> None:
+        """Optimizer steps until the planned total, with logging, evaluations and checkpoints;
+        returns early after a guard rollback only to be called again."""
+        s = self.state
+        self._loss_sum = torch.zeros((), device=self.device)
+        self._logged = (s.step, self._elapsed())
         while s.step < s.total_steps:
             t0 = time.perf_counter()
             lr = self.cfg.lr * self.schedule.lr_factor(s.step, s.total_steps)
             loss, grad_norm = self._optimizer_step(lr)
-            loss_sum += loss
+            self._window.append(loss)
+            self._loss_sum += loss
             s.step += 1
             s.tokens += self.tokens_per_step
             step_time = time.perf_counter() - t0
@@ -157,9 +185,10 @@ class Trainer:
             self.planner.observe_step(step_time)
             self._replan()
             if s.step == 1 or s.step % self.cfg.log_every == 0 or s.step == s.total_steps:
-                mean_loss = loss_sum.item() / (s.step - logged_at)
-                if not math.isfinite(mean_loss):
-                    raise FloatingPointError(f"training loss is {mean_loss} at step {s.step}")
+                if not self._guard_passed():
+                    continue
+                logged_at, logged_time = self._logged
+                mean_loss = self._loss_sum.item() / (s.step - logged_at)
                 rate = (
                     (s.step - logged_at)
                     * self.tokens_per_step
@@ -177,17 +206,84 @@ class Trainer:
                     total_steps=s.total_steps,
                 )
                 self._show(mean_loss, rate)
-                loss_sum.zero_()
-                logged_at, logged_time = s.step, self._elapsed()
+                self._loss_sum.zero_()
+                self._logged = (s.step, self._elapsed())
             if s.step < s.total_steps:
                 self._maybe_checkpoint_pre_decay()
                 self._maybe_evaluate()
                 self._maybe_checkpoint()
-        val = self._evaluate()
-        self._checkpoint(tags=["final"])
-        self.progress.close()
-        rate = s.tokens / max(1e-9, s.seconds["steps"])
-        return TrainResult(state=s, val_loss=val, tokens_per_second=rate)
+            checked = not self._window  # every loss so far passed the guard
+            if (
+                checked
+                and s.step - self._snapshot["train"]["step"] >= self.guard_cfg.snapshot_every
+            ):
+                self._take_snapshot()
+
+    def _guard_passed(self) -> bool:
+        """Check the losses since the last check; on a bad one, roll back to the last snapshot
+        and skip the batches served since, and return False."""
+        if not self._window:
+            return True
+        losses = torch.stack(self._window).tolist()  # one host sync per check, not per step
+        first_step = self.state.step - len(losses) + 1
+        self._window.clear()
+        bad = self.guard.first_bad(losses)
+        if bad is None:
+            return True
+        index, reason = bad
+        if not self.guard_cfg.enabled:
+            raise FloatingPointError(f"training {reason} at step {first_step + index}")
+        self._roll_back(first_step + index, reason)
+        return False
+
+    def _take_snapshot(self) -> None:
+        """Keep the current (checked, good) state in memory to roll back to."""
+        self._snapshot = {
+            "model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
+            "optimizer": copy.deepcopy(self.optimizer.state_dict()),
+            "sampler": copy.deepcopy(self.batches.state_dict()),
+            "guard": self.guard.state_dict(),
+            "train": asdict(self.state),
+        }
+
+    def _roll_back(self, bad_step: int, reason: str) -> None:
+        """Restore the snapshot and skip the batches from it up to the bad step (PaLM's
+        remedy); the wall time spent stays spent."""
+        s, snap = self.state, self._snapshot
+        assert snap is not None
+        if s.rollbacks >= self.guard_cfg.max_rollbacks:
+            raise FloatingPointError(
+                f"training {reason} at step {bad_step}, after {s.rollbacks} rollbacks already: "
+                f"the run keeps diverging; lower train.lr (now {self.cfg.lr:g}) or raise "
+                "train.warmup_fraction"
+            )
+        self.model.load_state_dict(snap["model"])
+        self.optimizer.load_state_dict(copy.deepcopy(snap["optimizer"]))
+        self.batches.load_state_dict(copy.deepcopy(snap["sampler"]))
+        self.guard.load_state_dict(snap["guard"])
+        kept = {"seconds": s.seconds, "elapsed": s.elapsed}
+        for key, value in {**snap["train"], **kept}.items():
+            setattr(s, key, copy.deepcopy(value) if key != "seconds" else value)
+        skip = bad_step - s.step
+        progress = s.step / max(1, s.total_steps)
+        for _ in range(skip):
+            self.batches.next_batch(self.cfg.batch_size, progress)
+        s.rollbacks += 1
+        s.skipped_batches += skip
+        self._loss_sum.zero_()
+        self._logged = (s.step, self._elapsed())
+        self.metrics.write(
+            "rollback",
+            step=bad_step,
+            to_step=s.step,
+            reason=reason,
+            skipped_batches=skip,
+        )
+        self.progress.message(
+            f"[{format_duration(self._elapsed())}] step {bad_step}: {reason}; rolled back to step "
+            f"{s.step} and skipped the {skip} batches since"
+        )
+        self._take_snapshot()
 
     def _optimizer_step(self, lr: float) -> tuple[torch.Tensor, torch.Tensor]:
         for group in self.optimizer.param_groups:
@@ -232,7 +328,7 @@ class Trainer:
 
     def _maybe_evaluate(self) -> None:
         s = self.state
-        if self._eval_due():
+        if self._eval_due() and self._guard_passed():
             while self._eval_due():  # several shares may have passed in one step
                 s.next_eval += 1
             self._evaluate()
@@ -297,6 +393,8 @@ class Trainer:
 
     def _checkpoint(self, tags: list[str]) -> None:
         s = self.state
+        if not self._guard_passed():  # never save a state the guard would reject
+            return
         t0 = time.perf_counter()
         s.elapsed = self._elapsed()
         state = {
@@ -305,6 +403,7 @@ class Trainer:
             "sampler": self.batches.state_dict(),
             "planner": self.planner.state_dict(),
             "lr_factor": self.schedule.lr_factor(max(0, s.step - 1), s.total_steps),
+            "guard": self.guard.state_dict(),
             **self.extra_state(),
         }
         path = save_checkpoint(self.run_dir, s.step, self.model, self.optimizer, state)

@@ -76,3 +76,113 @@ def test_run_counts_steps_tokens_and_evaluations(tmp_path):
     assert result.state.step == 4 and result.state.tokens == 4 * 8 * 16
     assert result.state.evals_done == 3  # start, one periodic (count=2), end
     assert result.val_loss["a"] < np.log(64) + 0.5
+
+
+POISON = 63
+
+
+class CountedBatches:
+    """Batch k is a fixed function of k (batch 7 is poison); `remap` lets a run skip batches."""
+
+    def __init__(self, remap=lambda k: k):
+        self.served, self.remap = 0, remap
+
+    def next_batch(self, n, progress=0.0):
+        k = self.remap(self.served)
+        self.served += 1
+        if k == 7:
+            return np.full((n, 17), POISON)
+        return np.random.default_rng(k).integers(0, POISON, size=(n, 17))
+
+    def state_dict(self):
+        return {"served": self.served}
+
+    def load_state_dict(self, state):
+        self.served = state["served"]
+
+
+class PoisonSensitive(Decoder):
+    """A Decoder whose loss is NaN (or 10x, a spike) on a batch of poison tokens."""
+
+    spike = float("nan")
+
+    def forward(self, idx, targets=None, reduction="mean"):
+        out = super().forward(idx, targets, reduction)
+        if targets is not None and bool((idx == POISON).all()):
+            return out * self.spike
+        return out
+
+
+def guarded_trainer(tmp_path, batches, spike=float("nan"), guard=None):
+    from budgetlm.train.guard import GuardConfig
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(
+        size="custom", d_model=32, n_layers=1, n_heads=2, vocab_size=64, seq_len=16
+    ).resolved()
+    model = PoisonSensitive(cfg)
+    model.spike = spike
+    train = TrainConfig(batch_size=4, micro_batch_size=4, precision="fp32", lr=1e-2, log_every=2)
+    tmp_path.mkdir(exist_ok=True)
+    return Trainer(
+        model,
+        build_adamw(model, train, torch.device("cpu")),
+        batches,
+        WarmupStableDecay(0.0, 0.5),
+        BudgetController(Budget("steps", 16), 4 * 16, 1.0),
+        {"a": np.arange(200) % 63},
+        tmp_path,
+        train,
+        EvalConfig(count=2, tokens_per_domain=64),
+        CheckpointConfig(every=0.25),
+        MetricsLog(tmp_path / "metrics.jsonl"),
+        Progress(io.StringIO()),
+        torch.device("cpu"),
+        16,
+        guard=guard or GuardConfig(snapshot_every=4, warmup_checks=1),
+    )
+
+
+def read_records(path, kind):
+    import json
+
+    return [r for r in map(json.loads, path.read_text().splitlines()) if r["type"] == kind]
+
+
+def test_nan_batch_is_rolled_back_and_skipped(tmp_path):
+    poisoned = guarded_trainer(tmp_path / "poisoned", CountedBatches())
+    result = poisoned.run()
+    assert result.state.step == 16 and result.state.rollbacks == 1
+    (rollback,) = read_records(tmp_path / "poisoned" / "metrics.jsonl", "rollback")
+    # batch 7 is trained at step 8; the last snapshot was step 4: batches 4..7 are skipped
+    assert (rollback["step"], rollback["to_step"], rollback["skipped_batches"]) == (8, 4, 4)
+    assert "loss is nan" in rollback["reason"]
+    assert all(torch.isfinite(p).all() for p in poisoned.model.parameters())
+    # bitwise the run that never saw batches 4..7
+    clean = guarded_trainer(tmp_path / "clean", CountedBatches(lambda k: k if k < 4 else k + 4))
+    clean.run()
+    for a, b in zip(poisoned.model.parameters(), clean.model.parameters(), strict=True):
+        assert torch.equal(a, b)
+    checkpoints = read_records(tmp_path / "poisoned" / "metrics.jsonl", "checkpoint")
+    assert [c["step"] for c in checkpoints] == [4, 8, 12, 16]  # none of a poisoned state
+
+
+def test_loss_spike_is_rolled_back_too(tmp_path):
+    trainer = guarded_trainer(tmp_path, CountedBatches(), spike=10.0)
+    trainer.run()
+    (rollback,) = read_records(tmp_path / "metrics.jsonl", "rollback")
+    assert "over 2x its running mean" in rollback["reason"]
+
+
+def test_guard_off_or_exhausted_stops_with_advice(tmp_path):
+    import pytest
+
+    from budgetlm.train.guard import GuardConfig
+
+    off = guarded_trainer(tmp_path / "off", CountedBatches(), guard=GuardConfig(enabled=False))
+    with pytest.raises(FloatingPointError, match=r"training loss is nan at step 8"):
+        off.run()
+    always_bad = CountedBatches(remap=lambda k: 7)
+    capped = guarded_trainer(tmp_path / "capped", always_bad, guard=GuardConfig(max_rollbacks=2))
+    with pytest.raises(FloatingPointError, match=r"after 2 rollbacks already.*lower train.lr"):
+        capped.run()
