@@ -118,3 +118,46 @@ def test_mixture_schedule_and_epoch_limits_from_the_config(tiny_config):
                 **{"data.schedule": [{"until": 0.5, "weights": {"code": 1, "prose": 1}}]},
             )
         )
+
+
+def test_kill_9_at_a_random_step_then_resume_is_bitwise_exact(tiny_prepared, tmp_path):
+    """A real SIGKILL (no cleanup runs) while training, then `--resume`: same final weights as
+    a run never interrupted."""
+    import os
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    def command(name):
+        return [
+            sys.executable, "-m", "budgetlm.cli", "pretrain",
+            "--prepared", str(tiny_prepared), "--out", str(tmp_path / name),
+            "--budget", "40steps", "--model.size", "custom", "--model.d_model", "32",
+            "--model.n_layers", "2", "--model.n_heads", "2", "--model.seq_len", "32",
+            "--train.batch_size", "8", "--train.micro_batch_size", "4",
+            "--checkpoint.every", "0.1", "--eval.count", "2",
+            "--eval.tokens_per_domain", "256", "--samples.max_new_tokens", "4",
+        ]  # fmt: skip
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run(command("straight"), check=True, env=env, capture_output=True)
+    victim = subprocess.Popen(command("killed"), env=env, stdout=subprocess.DEVNULL)
+    kill_after = random.Random().randint(2, 6)  # checkpoints written before the kill
+    deadline = time.time() + 120
+    while time.time() < deadline and victim.poll() is None:
+        metrics = tmp_path / "killed" / "metrics.jsonl"
+        if metrics.exists() and metrics.read_text().count('"checkpoint"') >= kill_after:
+            victim.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.01)
+    victim.wait()
+    assert victim.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    resume = [sys.executable, "-m", "budgetlm.cli", "pretrain", "--resume", "--out"]
+    subprocess.run([*resume, str(tmp_path / "killed")], check=True, env=env, capture_output=True)
+    final = [load_file(d / "checkpoints/step_000040/model.safetensors") for d in (
+        tmp_path / "straight", tmp_path / "killed")]  # fmt: skip
+    assert final[0].keys() == final[1].keys()
+    for key in final[0]:
+        assert torch.equal(final[0][key], final[1][key]), key
