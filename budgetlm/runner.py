@@ -4,6 +4,7 @@ record. `api.pretrain` and `api.continue_pretraining` differ only in the parts t
 
 from __future__ import annotations
 
+import io
 import shutil
 import time
 from collections.abc import Callable
@@ -28,6 +29,7 @@ from budgetlm.model.flops import count_parameters, flops_per_token
 from budgetlm.model.generate import generate as sample_tokens
 from budgetlm.report.summary import read_metrics, summarize
 from budgetlm.train.checkpoint import latest_checkpoint, list_checkpoints
+from budgetlm.train.distributed import barrier, broadcast, init_distributed
 from budgetlm.train.loop import Trainer
 from budgetlm.train.metrics import MetricsLog
 from budgetlm.train.optim import build_adamw
@@ -75,9 +77,14 @@ def run_training(
             f"model.vocab_size is {config.model.vocab_size} but the tokenizer has "
             f"{tokenizer.vocab_size} tokens; leave model.vocab_size unset"
         )
-    if run_dir is None:
-        run_dir = new_run_dir(config)
     device = resolve_device(config.train.device)
+    dist = init_distributed(device)
+    if dist.enabled and device.type == "cuda":
+        device = torch.device("cuda", dist.local_rank)
+    if not dist.is_main:
+        log = _silent  # rank 0 speaks for the job
+    if run_dir is None:
+        run_dir = broadcast(new_run_dir(config), dist)  # one run directory for all ranks
     torch.manual_seed(config.train.seed)
     model = Decoder(config.model).to(device)
     optimizer = build_adamw(model, config.train, device)
@@ -100,13 +107,14 @@ def run_training(
         config.train.min_lr_ratio,
     )
     planner.initial_total()  # a token/FLOP budget too small for one step fails here
-    created = not resume
+    created = not resume and dist.is_main
     try:
         if created:
             run_dir.mkdir(parents=True)
             save_config(config, run_dir / "config.yaml")
             tokenizer.save(run_dir / TOKENIZER_FILE)
-        metrics = MetricsLog(run_dir / "metrics.jsonl")
+        barrier(dist)
+        metrics = MetricsLog(run_dir / "metrics.jsonl") if dist.is_main else NullMetrics()
         trainer = Trainer(
             model,
             optimizer,
@@ -119,13 +127,14 @@ def run_training(
             config.eval,
             config.checkpoint,
             metrics,
-            Progress(),
+            Progress() if dist.is_main else Progress(io.StringIO()),
             device,
             config.model.seq_len,
             extra_evaluation=extra_evaluation(device, trainer_autocast(config, device))
             if extra_evaluation
             else None,
             guard=config.guard,
+            dist=dist,
         )
         if resume:
             restore_latest(trainer, run_dir, log)
@@ -143,6 +152,7 @@ def run_training(
             device=str(device),
             precision=config.train.precision,
             threads=torch.get_num_threads(),
+            processes=dist.world_size,
             data=data.datasets,
             weights=sampler.weights,
             train_tokens={d: len(s) for d, s in data.train.items()},
@@ -161,10 +171,13 @@ def run_training(
         if created and not list_checkpoints(run_dir):
             shutil.rmtree(run_dir, ignore_errors=True)  # nothing worth keeping yet
         raise
+    barrier(dist)
+    s = result.state
+    if not dist.is_main:
+        return RunResult(run_dir, result.val_loss, s.step, s.tokens, result.tokens_per_second, "")
     t0 = time.perf_counter()
     write_samples(model, tokenizer, data, config, run_dir / "samples.txt", device)
     sample_seconds = time.perf_counter() - t0
-    s = result.state
     metrics.write(
         "end",
         steps=s.step,
@@ -183,6 +196,20 @@ def run_training(
     summary = summarize(run_dir)
     log(summary)
     return RunResult(run_dir, result.val_loss, s.step, s.tokens, result.tokens_per_second, summary)
+
+
+def _silent(_message: str) -> None:
+    """The log of ranks other than 0."""
+
+
+class NullMetrics:
+    """The metrics log of ranks other than 0: rank 0 writes metrics.jsonl for the job."""
+
+    def write(self, kind: str, **fields: Any) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 def trainer_autocast(config: RunConfig, device: torch.device) -> Callable:

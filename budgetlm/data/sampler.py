@@ -36,7 +36,7 @@ class MixtureSampler:
     reaches its `max_epochs` leaves the mixture and the others share its weight. The state is
     the count served per domain and where the current stage began, so a resumed run sees
     exactly the sequences it would have seen; batches are global, so data-parallel ranks
-    taking `rank_slice` of each see the same sequences whatever their number.
+    taking their rows of each (train/distributed.py) see the same sequences whatever their number.
     """
 
     def __init__(
@@ -155,17 +155,6 @@ class MixtureSampler:
             offset = int(rng.integers(0, slack + 1)) if epoch > 0 else 0
             self._orders[key] = (offset, rng.permutation(self.windows[domain]))
         return self._orders[key]
-
-
-def rank_slice(batch: np.ndarray, rank: int, world_size: int) -> np.ndarray:
-    """This data-parallel rank's rows of a global batch (rows rank, rank + world, ...): the
-    sequences a run sees do not depend on how many processes share them."""
-    if batch.shape[0] % world_size:
-        raise UserError(
-            f"train.batch_size {batch.shape[0]} is not divisible by the {world_size} processes; "
-            "choose a batch size that is a multiple of the number of processes"
-        )
-    return batch[rank::world_size]
 
 
 def _check_limits(

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
+from torch.nn.parallel import DistributedDataParallel
 
 from budgetlm.errors import UserError
 from budgetlm.evaluate.config import EvalConfig
@@ -26,6 +27,13 @@ from budgetlm.train.checkpoint import (
     save_checkpoint,
 )
 from budgetlm.train.config import CheckpointConfig, TrainConfig
+from budgetlm.train.distributed import (
+    Distributed,
+    barrier,
+    broadcast,
+    mean_across,
+    rank_slice,
+)
 from budgetlm.train.guard import GuardConfig, LossGuard
 from budgetlm.train.metrics import MetricsLog
 from budgetlm.train.precision import autocast
@@ -104,16 +112,22 @@ class Trainer:
         extra_state: Callable[[], dict[str, Any]] = dict,
         extra_evaluation: Callable[[torch.nn.Module], dict[str, Any]] | None = None,
         guard: GuardConfig | None = None,
+        dist: Distributed | None = None,
     ) -> None:
-        if train.batch_size % train.micro_batch_size:
+        self.dist = dist or Distributed()
+        world = self.dist.world_size
+        if train.batch_size % (train.micro_batch_size * world):
             raise UserError(
                 f"train.batch_size ({train.batch_size}) must be a multiple of "
                 f"train.micro_batch_size ({train.micro_batch_size})"
+                + (f" times the {world} processes" if world > 1 else "")
             )
         if train.precision not in ("bf16", "fp32"):
             raise UserError(f"train.precision must be 'bf16' or 'fp32', got '{train.precision}'")
         self.model, self.optimizer, self.batches = model, optimizer, batches
-        self.forward = torch.compile(model) if train.compile else model
+        self.ddp = DistributedDataParallel(model) if self.dist.enabled else None
+        wrapped = self.ddp or model
+        self.forward = torch.compile(wrapped) if train.compile else wrapped
         self.schedule, self.planner = schedule, planner
         self.val_streams = val_streams
         self.run_dir = Path(run_dir)
@@ -123,7 +137,7 @@ class Trainer:
         self.extra_state = extra_state
         self.extra_evaluation = extra_evaluation
         self.eval_fractions = evaluation.fractions()
-        self.accum = train.batch_size // train.micro_batch_size
+        self.accum = train.batch_size // world // train.micro_batch_size
         self.tokens_per_step = train.batch_size * seq_len
         self.state = TrainState()
         self.guard_cfg = guard or GuardConfig()
@@ -153,7 +167,7 @@ class Trainer:
         s = self.state
         self._started = time.perf_counter() - s.elapsed
         if s.step == 0:
-            s.total_steps = self.planner.initial_total()
+            s.total_steps = broadcast(self.planner.initial_total(), self.dist)
             self._evaluate()
         self._take_snapshot()
         while True:
@@ -224,7 +238,8 @@ class Trainer:
         and skip the batches served since, and return False."""
         if not self._window:
             return True
-        losses = torch.stack(self._window).tolist()  # one host sync per check, not per step
+        window = mean_across(torch.stack(self._window), self.dist)  # every rank decides alike
+        losses = window.tolist()  # one host sync per check, not per step
         first_step = self.state.step - len(losses) + 1
         self._window.clear()
         bad = self.guard.first_bad(losses)
@@ -290,13 +305,18 @@ class Trainer:
             group["lr"] = lr
         s = self.state
         progress = s.step / max(1, s.total_steps)
-        batch = torch.from_numpy(self.batches.next_batch(self.cfg.batch_size, progress))
-        batch = batch.to(self.device, non_blocking=True)
+        batch = self.batches.next_batch(self.cfg.batch_size, progress)
+        if self.dist.enabled:
+            batch = rank_slice(batch, self.dist.rank, self.dist.world_size)
+        batch = torch.from_numpy(batch).to(self.device, non_blocking=True)
         total = torch.zeros((), device=self.device)
-        for micro in batch.split(self.cfg.micro_batch_size):
-            with self.autocast():
+        micros = batch.split(self.cfg.micro_batch_size)
+        for i, micro in enumerate(micros):
+            # DDP averages gradients across ranks once, on the last micro-batch's backward
+            sync = self.ddp is None or i == len(micros) - 1
+            with self.autocast(), contextlib.nullcontext() if sync else self.ddp.no_sync():
                 loss = self.forward(micro[:, :-1], micro[:, 1:])
-            (loss / self.accum).backward()
+                (loss / self.accum).backward()
             total += loss.detach() / self.accum
         if self.cfg.grad_clip > 0:
             grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
@@ -312,7 +332,8 @@ class Trainer:
     def _replan(self) -> None:
         s = self.state
         if self.schedule.can_replan(s.step, s.total_steps):
-            s.total_steps = self.planner.replan(s.step, self._elapsed(), self._reserve())
+            total = self.planner.replan(s.step, self._elapsed(), self._reserve())
+            s.total_steps = broadcast(total, self.dist)  # rank 0's clock decides for all
 
     def _reserve(self) -> float:
         """Seconds still needed for evaluations and checkpoints until the end of the run."""
@@ -406,9 +427,13 @@ class Trainer:
             "guard": self.guard.state_dict(),
             **self.extra_state(),
         }
-        path = save_checkpoint(self.run_dir, s.step, self.model, self.optimizer, state)
+        if self.dist.is_main:  # DDP keeps model and optimizer identical on every rank
+            path = save_checkpoint(self.run_dir, s.step, self.model, self.optimizer, state)
+            prune_checkpoints(self.run_dir, self.ckpt_cfg.keep_last)
+        else:
+            path = self.run_dir / "checkpoints" / f"step_{s.step:06d}"
+        barrier(self.dist)  # no rank runs ahead of a checkpoint being written
         self._saved_step = s.step
-        prune_checkpoints(self.run_dir, self.ckpt_cfg.keep_last)
         seconds = time.perf_counter() - t0
         s.seconds["checkpoint"] += seconds
         self.planner.observe_overhead("checkpoint", seconds)

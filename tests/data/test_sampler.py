@@ -117,18 +117,6 @@ def test_resume_mid_schedule_and_after_exhaustion_is_exact():
         np.testing.assert_array_equal(a, b)
 
 
-def test_rank_slices_see_the_same_sequences_for_any_number_of_processes():
-    from budgetlm.data.sampler import rank_slice
-
-    one = MixtureSampler(streams(), seq_len=10, seed=1).next_batch(8)
-    sampler = MixtureSampler(streams(), seq_len=10, seed=1)
-    batch = sampler.next_batch(8)
-    parts = [rank_slice(batch, rank, 2) for rank in range(2)]
-    assert sorted(map(tuple, np.concatenate(parts))) == sorted(map(tuple, one))
-    with pytest.raises(UserError, match="not divisible by the 3 processes"):
-        rank_slice(batch, 0, 3)
-
-
 def test_limit_and_schedule_errors():
     from budgetlm.data.sampler import MixtureStage
 

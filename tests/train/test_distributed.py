@@ -1,0 +1,77 @@
+"""Data-parallel training with torchrun (gloo on CPU): same result as one process, and a run
+resumes with a different number of processes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from budgetlm.data.sampler import MixtureSampler
+from budgetlm.errors import UserError
+from budgetlm.train.checkpoint import list_checkpoints
+from budgetlm.train.distributed import rank_slice
+
+
+def test_rank_slices_see_the_same_sequences_for_any_number_of_processes():
+    streams = {"a": np.arange(0, 1001, dtype=np.uint16), "b": np.arange(2000, 2301)}
+    one = MixtureSampler(streams, seq_len=10, seed=1).next_batch(8)
+    batch = MixtureSampler(streams, seq_len=10, seed=1).next_batch(8)
+    parts = [rank_slice(batch, rank, 2) for rank in range(2)]
+    assert sorted(map(tuple, np.concatenate(parts))) == sorted(map(tuple, one))
+    with pytest.raises(UserError, match="not divisible by the 3 processes"):
+        rank_slice(batch, 0, 3)
+
+
+def pretrain_command(prepared, out, processes):
+    launcher = (
+        [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+        + [f"--nproc_per_node={processes}", "-m", "budgetlm.cli"]
+        if processes > 1
+        else [sys.executable, "-m", "budgetlm.cli"]
+    )
+    return launcher + [
+        "pretrain", "--prepared", str(prepared), "--out", str(out), "--budget", "12steps",
+        "--model.size", "custom", "--model.d_model", "32", "--model.n_layers", "2",
+        "--model.n_heads", "2", "--model.seq_len", "32", "--train.batch_size", "8",
+        "--train.micro_batch_size", "2", "--train.precision", "fp32", "--checkpoint.every", "0.5",
+        "--eval.count", "2", "--eval.tokens_per_domain", "256", "--samples.max_new_tokens", "4",
+    ]  # fmt: skip
+
+
+def final_weights(run):
+    (final,) = [p for p in list_checkpoints(run) if p.name == "step_000012"]
+    return load_file(final / "model.safetensors")
+
+
+def run(command):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done
+
+
+def test_two_processes_train_like_one_and_resume_with_one(tiny_prepared, tmp_path):
+    run(pretrain_command(tiny_prepared, tmp_path / "one", 1))
+    two = run(pretrain_command(tiny_prepared, tmp_path / "two", 2))
+    assert two.stdout.count("run ") == 1  # rank 0 alone reports
+    one_w, two_w = final_weights(tmp_path / "one"), final_weights(tmp_path / "two")
+    for key in one_w:
+        torch.testing.assert_close(two_w[key], one_w[key], rtol=1e-4, atol=2e-5)
+    start = (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()[0]
+    assert '"processes": 2' in start
+
+    # the two-process run, stopped at its step-6 checkpoint, resumed by a single process
+    shutil.copytree(tmp_path / "two", tmp_path / "resumed")
+    shutil.rmtree(tmp_path / "resumed" / "checkpoints" / "step_000012")
+    run([sys.executable, "-m", "budgetlm.cli", "pretrain", "--resume", "--out",
+         str(tmp_path / "resumed")])  # fmt: skip
+    resumed = final_weights(tmp_path / "resumed")
+    for key in one_w:
+        torch.testing.assert_close(resumed[key], one_w[key], rtol=1e-4, atol=2e-5)
