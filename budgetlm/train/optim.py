@@ -1,27 +1,103 @@
-"""Optimizer construction."""
+"""Optimizer construction: AdamW, or Muon for the hidden matrices with AdamW for the rest."""
 
 from __future__ import annotations
 
-import torch
+from typing import Any, NamedTuple
 
+import torch
+from torch import nn
+
+from budgetlm.errors import UserError, closest
 from budgetlm.train.config import TrainConfig
+from budgetlm.train.muon import Muon, MuonAdamW
+
+OPTIMIZERS = ("adamw", "muon")
+MUON_MOMENTUM = 0.95
+"""Nesterov momentum of Muon (Jordan, 2024; also Liu et al., 2025)."""
+
+
+class ParameterSplit(NamedTuple):
+    """A model's trainable parameters by the optimizer treatment they get (each tensor once,
+    so tied embeddings appear once)."""
+
+    hidden: list[nn.Parameter]
+    """2-D weights of hidden layers (attention and MLP projections): Muon's."""
+    matrices: list[nn.Parameter]
+    """Other weights of 2 or more dims (token embedding, output head): AdamW with decay."""
+    vectors: list[nn.Parameter]
+    """Norm gains and biases: AdamW without weight decay."""
+
+
+def split_parameters(model: nn.Module) -> ParameterSplit:
+    """Sort parameters: embeddings (nn.Embedding) and the output head (a module named `lm_head`)
+    are not hidden layers, whatever their shape; every other 2-D weight is."""
+    io = set()
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Embedding) or name.rsplit(".", 1)[-1] == "lm_head":
+            io.update(id(p) for p in module.parameters())
+    split = ParameterSplit([], [], [])
+    for p in model.parameters():
+        if not p.requires_grad:
+            continue
+        if p.ndim < 2:
+            split.vectors.append(p)
+        elif p.ndim == 2 and id(p) not in io:
+            split.hidden.append(p)
+        else:
+            split.matrices.append(p)
+    return split
+
+
+def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer | MuonAdamW:
+    """The optimizer named by `train.optimizer`: AdamW for everything ('adamw'), or Muon for the
+    hidden matrices and AdamW for embeddings, head, gains and biases ('muon'). Every parameter
+    group's "lr" follows the schedule; Muon's groups multiply it by `train.muon_lr_scale`."""
+    if config.optimizer not in OPTIMIZERS:
+        raise UserError(
+            f"unknown train.optimizer '{config.optimizer}'{closest(config.optimizer, OPTIMIZERS)}"
+            f"; use one of {', '.join(OPTIMIZERS)}"
+        )
+    if not config.muon_lr_scale > 0:
+        raise UserError(f"train.muon_lr_scale must be > 0, got {config.muon_lr_scale}")
+    if config.optimizer == "adamw":
+        return build_adamw(model, config)
+    split = split_parameters(model)
+    muon = Muon(
+        split.hidden,
+        lr=config.lr,
+        momentum=MUON_MOMENTUM,
+        weight_decay=config.weight_decay,
+        lr_scale=config.muon_lr_scale,
+    )
+    adamw = _adamw(
+        [
+            {"params": split.matrices, "weight_decay": config.weight_decay},
+            {"params": split.vectors, "weight_decay": 0.0},
+        ],
+        config,
+    )
+    return MuonAdamW(muon, adamw)
 
 
 def build_adamw(
-    model: torch.nn.Module, config: TrainConfig, device: torch.device
+    model: nn.Module, config: TrainConfig, device: torch.device | None = None
 ) -> torch.optim.AdamW:
     """AdamW (Loshchilov & Hutter, "Decoupled Weight Decay Regularization") with weight decay on
-    matrices only (not on norm gains), fused on CUDA."""
+    matrices only (not on norm gains), fused where this torch supports it (CUDA; CPU from 2.4).
+    `device` is unused (the parameters' device decides) and kept for existing callers."""
     params = [p for p in model.parameters() if p.requires_grad]
-    decay = [p for p in params if p.dim() >= 2]
-    no_decay = [p for p in params if p.dim() < 2]
     groups = [
-        {"params": decay, "weight_decay": config.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": config.weight_decay},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
     ]
-    return torch.optim.AdamW(
-        groups,
-        lr=config.lr,
-        betas=(config.beta1, config.beta2),
-        fused=device.type == "cuda",
-    )
+    return _adamw(groups, config)
+
+
+def _adamw(groups: list[dict[str, Any]], config: TrainConfig) -> torch.optim.AdamW:
+    """torch's fused AdamW (one kernel for all parameters, ~3.5x faster than foreach for the nano
+    model on CPU), or the default implementation where fused is not supported."""
+    kwargs = {"lr": config.lr, "betas": (config.beta1, config.beta2)}
+    try:  # copies: a failed constructor leaves its defaults (fused=True) in the group dicts
+        return torch.optim.AdamW([dict(g) for g in groups], fused=True, **kwargs)
+    except RuntimeError:  # the device (or this torch's CPU) has no fused kernel
+        return torch.optim.AdamW([dict(g) for g in groups], **kwargs)
