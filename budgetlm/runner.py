@@ -31,6 +31,7 @@ from budgetlm.report.summary import read_metrics, summarize
 from budgetlm.train.checkpoint import latest_checkpoint, list_checkpoints
 from budgetlm.train.distributed import barrier, broadcast, init_distributed
 from budgetlm.train.loop import Trainer
+from budgetlm.train.memory import activation_bytes, available_bytes, fit_micro_batch, state_bytes
 from budgetlm.train.metrics import MetricsLog
 from budgetlm.train.optim import build_adamw
 from budgetlm.train.precision import autocast
@@ -87,6 +88,7 @@ def run_training(
         run_dir = broadcast(new_run_dir(config), dist)  # one run directory for all ranks
     torch.manual_seed(config.train.seed)
     model = Decoder(config.model).to(device)
+    _fit_micro_batch(config, device, dist.world_size, log)
     optimizer = build_adamw(model, config.train, device)
     sampler = MixtureSampler(
         data.train,
@@ -196,6 +198,32 @@ def run_training(
     summary = summarize(run_dir)
     log(summary)
     return RunResult(run_dir, result.val_loss, s.step, s.tokens, result.tokens_per_second, summary)
+
+
+def _fit_micro_batch(config: RunConfig, device: torch.device, processes: int, log: Log) -> None:
+    """Lower train.micro_batch_size when the requested one would not fit in this device's free
+    memory (the global batch stays, by accumulation), and say so."""
+    train = config.train
+    per_rank = train.batch_size // processes
+    requested = min(train.micro_batch_size, per_rank)
+    fixed = state_bytes(count_parameters(config.model)["total"])
+    per_sequence = activation_bytes(config.model, 1)
+    available = available_bytes(device)
+    fitted = fit_micro_batch(requested, per_rank, per_sequence, fixed, available)
+    if fitted != train.micro_batch_size and available is not None:
+        log(
+            f"train.micro_batch_size {train.micro_batch_size} would need "
+            f"~{(fixed + requested * per_sequence) / 2**30:.1f} GiB of the "
+            f"{available / 2**30:.1f} GiB free: using {fitted} and accumulating "
+            f"{per_rank // fitted} micro-batches per step (the batch stays {train.batch_size})"
+        )
+        train.micro_batch_size = fitted
+    if available is not None and fixed + fitted * per_sequence > available:
+        log(
+            f"warning: even one sequence per micro-batch needs ~"
+            f"{(fixed + per_sequence) / 2**30:.1f} GiB, more than the {available / 2**30:.1f} GiB "
+            "free; use a smaller --model or model.seq_len"
+        )
 
 
 def _silent(_message: str) -> None:

@@ -1,0 +1,72 @@
+"""Choose a micro-batch that fits in memory: estimate what one sequence costs in training,
+compare with the memory this device has free, and lower the micro-batch until it fits, keeping
+the global batch by gradient accumulation.
+
+The activation estimate follows Korthikanti et al., "Reducing Activation Recomputation in Large
+Transformer Models" (2022), section 4.1: per layer and token, 34*h bytes of 16-bit activations
+plus 5*a*s bytes for the attention scores (a heads, s tokens); SDPA's fused attention does not
+keep the s*s scores, so that term is counted only for the math fallback. budgetlm adds the fp32
+logits (the vocabulary is large next to the width of small models) and a safety factor.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from budgetlm.model.config import ModelConfig
+
+SAFETY = 1.5
+"""Headroom over the estimate (allocator fragmentation, temporaries)."""
+
+
+def activation_bytes(config: ModelConfig, sequences: int) -> int:
+    """Estimated bytes of activations that a forward+backward over `sequences` keeps."""
+    s, h, a = config.seq_len, config.d_model, config.n_heads
+    per_layer_token = 34 * h + (5 * a * s if not _fused_attention() else 0)
+    per_token = config.n_layers * per_layer_token + 4 * 3 * config.vocab_size  # fp32 logits,
+    return int(SAFETY * sequences * s * per_token)  # their softmax and its gradient
+
+
+def state_bytes(parameters: int) -> int:
+    """fp32 weights, gradients and AdamW's two moments: 16 bytes per parameter."""
+    return 16 * parameters
+
+
+def available_bytes(device: torch.device) -> int | None:
+    """Free memory on `device`: CUDA's free bytes, or the OS's MemAvailable for the CPU; None
+    when unknown."""
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return int(free)
+    meminfo = Path("/proc/meminfo")
+    if not meminfo.is_file():
+        return None
+    for line in meminfo.read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) * 1024
+    return None
+
+
+def fit_micro_batch(
+    requested: int,
+    per_rank_batch: int,
+    per_sequence: int,
+    fixed: int,
+    available: int | None,
+) -> int:
+    """The largest micro-batch <= `requested` that divides `per_rank_batch` and whose
+    activations plus the `fixed` bytes (weights, optimizer) fit in `available` (1 if none
+    does: the caller then reports the shortfall); `requested` when memory is unknown."""
+    if available is None:
+        return requested
+    size = requested
+    while size > 1 and (per_rank_batch % size or fixed + size * per_sequence > available):
+        size -= 1
+    return size
+
+
+def _fused_attention() -> bool:
+    """True when SDPA can use a kernel that does not materialise the attention scores."""
+    return hasattr(torch.nn.functional, "scaled_dot_product_attention")

@@ -1,0 +1,48 @@
+"""Micro-batch sizing: the estimate grows as it should, and the fit keeps the global batch."""
+
+import torch
+
+from budgetlm.model.config import ModelConfig
+from budgetlm.train import memory
+from budgetlm.train.memory import activation_bytes, available_bytes, fit_micro_batch
+
+
+def test_activation_estimate_scales_with_sequences_width_and_depth():
+    small = ModelConfig(size="custom", d_model=64, n_layers=2, n_heads=2).resolved(256)
+    assert activation_bytes(small, 8) == 8 * activation_bytes(small, 1)
+    wider = ModelConfig(size="custom", d_model=128, n_layers=2, n_heads=2).resolved(256)
+    deeper = ModelConfig(size="custom", d_model=64, n_layers=4, n_heads=2).resolved(256)
+    assert activation_bytes(wider, 1) > activation_bytes(small, 1)
+    assert activation_bytes(deeper, 1) > activation_bytes(small, 1)
+    # 34 bytes per layer, width and token (Korthikanti et al.), plus fp32 logits, x1.5
+    per_token = 2 * 34 * 64 + 12 * 256
+    assert activation_bytes(small, 1) == int(1.5 * small.seq_len * per_token)
+
+
+def test_fit_takes_the_largest_dividing_micro_batch_that_fits():
+    assert fit_micro_batch(16, 16, per_sequence=100, fixed=0, available=None) == 16
+    assert fit_micro_batch(16, 16, per_sequence=100, fixed=0, available=10_000) == 16
+    assert fit_micro_batch(16, 16, per_sequence=100, fixed=0, available=1_000) == 8
+    assert fit_micro_batch(16, 12, per_sequence=100, fixed=500, available=1_000) == 4
+    assert fit_micro_batch(16, 16, per_sequence=100, fixed=5_000, available=1_000) == 1
+
+
+def test_cpu_memory_is_read_from_the_os():
+    free = available_bytes(torch.device("cpu"))
+    assert free is None or free > 0
+
+
+def test_a_run_that_does_not_fit_accumulates_smaller_micro_batches(tiny_config, monkeypatch):
+    from budgetlm import api
+    from budgetlm.config import load_config
+
+    needed = memory.state_bytes(50_000) + 2 * activation_bytes(
+        ModelConfig(size="custom", d_model=32, n_layers=2, n_heads=2, seq_len=32).resolved(300), 1
+    )
+    monkeypatch.setattr("budgetlm.runner.available_bytes", lambda device: needed)
+    logs = []
+    config = tiny_config(**{"train.micro_batch_size": 8})
+    result = api.pretrain(config, log=logs.append)
+    assert any("using 2 and accumulating 4 micro-batches" in line for line in logs)
+    saved = load_config(result.run_dir / "config.yaml")
+    assert (saved.train.micro_batch_size, saved.train.batch_size) == (2, 8)
