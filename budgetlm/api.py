@@ -281,6 +281,9 @@ def _apply_recipe(config: RunConfig, parent: Parent, recipe: Recipe, log: Log) -
             f"the peak LR {parent.source} was pre-trained with is unknown: using {HF_DEFAULT_LR:g}"
             " (set it with --continual.lr)"
         )
+    if parent.config is not None:  # its optimizer state is loaded: it must be the same kind
+        config.train.optimizer = parent.config.train.optimizer
+        config.train.muon_lr_scale = parent.config.train.muon_lr_scale
     config.train.schedule = recipe.schedule
     config.train.warmup_fraction = recipe.warmup_fraction
     config.train.decay_fraction = recipe.decay_fraction

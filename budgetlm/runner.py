@@ -33,7 +33,7 @@ from budgetlm.train.distributed import barrier, broadcast, init_distributed
 from budgetlm.train.loop import Trainer
 from budgetlm.train.memory import activation_bytes, available_bytes, fit_micro_batch, state_bytes
 from budgetlm.train.metrics import MetricsLog
-from budgetlm.train.optim import build_adamw
+from budgetlm.train.optim import build_optimizer
 from budgetlm.train.precision import autocast
 from budgetlm.train.progress import Progress
 from budgetlm.train.schedules import build_schedule
@@ -89,7 +89,7 @@ def run_training(
     torch.manual_seed(config.train.seed)
     model = Decoder(config.model).to(device)
     _fit_micro_batch(config, device, dist.world_size, log)
-    optimizer = build_adamw(model, config.train, device)
+    optimizer = build_optimizer(model, config.train)
     sampler = MixtureSampler(
         data.train,
         config.model.seq_len,
@@ -107,6 +107,7 @@ def run_training(
         config.train.warmup_fraction,
         config.train.decay_fraction,
         config.train.min_lr_ratio,
+        config.train.decay_shape,
     )
     planner.initial_total()  # a token/FLOP budget too small for one step fails here
     created = not resume and dist.is_main
