@@ -161,3 +161,22 @@ def test_kill_9_at_a_random_step_then_resume_is_bitwise_exact(tiny_prepared, tmp
     assert final[0].keys() == final[1].keys()
     for key in final[0]:
         assert torch.equal(final[0][key], final[1][key]), key
+
+
+def test_retention_keeps_the_last_k_and_every_mth(tiny_config):
+    config = tiny_config(
+        name="kept",
+        **{"checkpoint.every": 0.125, "checkpoint.keep_last": 1, "checkpoint.keep_every": 3},
+    )
+    result = api.pretrain(config, log=lambda _: None)
+    names = sorted(int(p.name[5:]) for p in list_checkpoints(result.run_dir))
+    # about 7 periodic checkpoints in 12 steps: the 3rd and 6th are kept for good, only the
+    # newest other periodic one survives, and the pre-decay and final ones always stay
+    tags = {}
+    for path in list_checkpoints(result.run_dir):
+        tags[int(path.name[5:])] = json.loads((path / "state.json").read_text())["tags"]
+    kept = [step for step, t in tags.items() if "kept" in t]
+    assert len(kept) == 2 and all(step in names for step in kept)
+    assert any("final" in t for t in tags.values()) and any("pre_decay" in t for t in tags.values())
+    periodic = [step for step, t in tags.items() if not t]
+    assert len(periodic) <= 1

@@ -60,5 +60,7 @@ class CheckpointConfig:
     """Write a checkpoint each time this share of the budget has been used (0 disables)."""
     keep_last: int = 2
     """Periodic checkpoints to keep (the pre-decay and final ones are always kept)."""
+    keep_every: int = 0
+    """Also keep every m-th periodic checkpoint for good (tagged "kept"); 0 keeps none."""
     pre_decay: bool = True
     """Keep the last checkpoint before the learning-rate decay (to continue training later)."""

@@ -398,8 +398,10 @@ class Trainer:
         s, every = self.state, self.ckpt_cfg.every
         if every > 0 and s.step >= (s.checkpoints_done + 1) * every * s.total_steps:
             s.checkpoints_done += 1
+            m = self.ckpt_cfg.keep_every
+            tags = ["kept"] if m > 0 and s.checkpoints_done % m == 0 else []
             if self._saved_step != s.step:  # the pre-decay checkpoint may be this very step
-                self._checkpoint(tags=[])
+                self._checkpoint(tags=tags)
                 self._replan()
 
     def _maybe_checkpoint_pre_decay(self) -> None:
