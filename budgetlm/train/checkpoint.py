@@ -114,7 +114,14 @@ def load_weights(path: str | Path, model: torch.nn.Module) -> None:
 def load_optimizer(path: str | Path, optimizer: torch.optim.Optimizer) -> None:
     """Restore optimizer and RNG state (torch.load with weights_only=True: no pickled code)."""
     blob = torch.load(Path(path) / OPTIM_FILE, map_location="cpu", weights_only=True)
-    optimizer.load_state_dict(blob["optimizer"])
+    try:
+        optimizer.load_state_dict(blob["optimizer"])
+    except (ValueError, KeyError, RuntimeError) as e:
+        raise UserError(
+            f"the optimizer state in {path} does not fit this run's optimizer "
+            f"({str(e).splitlines()[0][:200]}); it was saved by another train.optimizer "
+            "(adamw or muon) or model: use the settings in that run's config.yaml"
+        ) from None
     torch.set_rng_state(blob["torch_rng"])
 
 

@@ -96,3 +96,21 @@ def test_saving_the_same_step_twice_replaces_it(tmp_path):
     path = save_checkpoint(tmp_path, 1, model, None, {"v": 2})
     assert json.loads((path / "state.json").read_text())["v"] == 2
     assert len(list((tmp_path / "checkpoints").iterdir())) == 1
+
+
+def test_optimizer_state_of_another_kind_is_a_clear_error(tmp_path):
+    import pytest
+
+    from budgetlm.errors import UserError
+    from budgetlm.model.config import ModelConfig
+    from budgetlm.model.decoder import Decoder
+    from budgetlm.train.checkpoint import load_optimizer, save_checkpoint
+    from budgetlm.train.config import TrainConfig
+    from budgetlm.train.optim import build_optimizer
+
+    model = Decoder(ModelConfig(size="custom", d_model=32, n_layers=1, n_heads=2).resolved(64))
+    muon = build_optimizer(model, TrainConfig(optimizer="muon"))
+    path = save_checkpoint(tmp_path, 1, model, muon, {"tags": []})
+    adamw = build_optimizer(model, TrainConfig(optimizer="adamw"))
+    with pytest.raises(UserError, match=r"does not fit this run's optimizer .*train.optimizer"):
+        load_optimizer(path, adamw)
