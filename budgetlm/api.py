@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any
 import torch
 
 from budgetlm.budget.recipes import Recipe, get_recipe
-from budgetlm.config import RunConfig, load_config
+from budgetlm.config import RunConfig, load_config, write_text_atomic
 from budgetlm.data.cache import prepare_cached
 from budgetlm.data.config import CleaningConfig
 from budgetlm.data.dataset import PreparedDataset
@@ -21,6 +22,8 @@ from budgetlm.data.subset import lowest_scoring, subset_stream
 from budgetlm.data.tokenizer import TOKENIZER_FILE, Tokenizer
 from budgetlm.errors import UserError
 from budgetlm.evaluate.exact_match import exact_match, tokenize_items
+from budgetlm.evaluate.harness import HarnessScorer, resolve_tasks, run_tasks
+from budgetlm.evaluate.heldout import heldout_loss
 from budgetlm.evaluate.scoring import document_losses
 from budgetlm.model.decoder import Decoder
 from budgetlm.model.generate import generate as sample_tokens
@@ -42,6 +45,7 @@ Log = Callable[[str], None]
 CONTINUAL_EARLY_EVALS = [0.005, 0.01, 0.02, 0.03, 0.05, 0.075]
 """Extra evaluations early in a continual run, where the stability gap opens and closes."""
 ARITH_ITEMS_PER_SKILL = 20
+EVAL_FILE = "eval.json"
 
 
 def prepare(
@@ -206,6 +210,105 @@ def generate(
     return tokenizer.decode(new)
 
 
+def evaluate(
+    run_dir: str | Path,
+    tasks: list[str] | None = None,
+    data: list[str] | None = None,
+    prepared: str | Path | None = None,
+    limit: int | None = None,
+    tokens_per_domain: int | None = None,
+    log: Log = print,
+) -> dict[str, Any]:
+    """Evaluate a run's newest checkpoint: held-out loss per domain on the validation split of
+    the data it trained on (or of `data` sources / a `prepared` dataset, tokenized with its
+    tokenizer), all of it or `tokens_per_domain` tokens; exact-match accuracy on builtin:arith
+    when present; lm-evaluation-harness `tasks` (at most `limit` items each) on the model in
+    memory. Writes the result to the run's eval.json and returns it."""
+    run_dir = Path(run_dir)
+    config = load_config(_run_config_path(run_dir))
+    if data and prepared:
+        raise UserError("pass --data SOURCE... or --prepared DIR, not both")
+    for name, value in (("--tokens-per-domain", tokens_per_domain), ("--limit", limit)):
+        if value is not None and value < 1:
+            raise UserError(f"{name} must be a positive number, got {value}")
+    found = latest_checkpoint(run_dir, log)
+    if found is None:
+        raise UserError(f"run {run_dir} has no checkpoint yet; train it first")
+    selection = resolve_tasks(tasks) if tasks else None  # fails before any data or model work
+    tokenizer = load_tokenizer(run_dir)
+    datasets = _eval_datasets(run_dir, config, data, prepared, log)
+    device = resolve_device(config.train.device)
+    model = Decoder(config.model.resolved())
+    load_weights(found[0], model)
+    model.to(device).eval()
+    autocast = trainer_autocast(config, device)
+    log(f"evaluating {run_dir} ({found[0].name}, {device}) on {', '.join(datasets)}")
+    t0 = time.perf_counter()
+    task_metrics = None
+    if selection is not None:  # first: lm-eval's task loading is what fails in practice
+        scorer = HarnessScorer(model, tokenizer, device, autocast, config.eval.batch_size)
+        task_metrics = run_tasks(scorer, selection, limit, log)
+    streams = {domain: dataset.tokens("val", domain) for domain, dataset in datasets.items()}
+    losses, counts = heldout_loss(
+        model,
+        streams,
+        config.model.seq_len,
+        tokens_per_domain,
+        config.eval.batch_size,
+        device,
+        autocast,
+        log,
+    )
+    result: dict[str, Any] = {
+        "run": str(run_dir.resolve()),
+        "checkpoint": found[0].name,
+        "step": found[1]["step"],
+        "data": {domain: str(dataset.path) for domain, dataset in datasets.items()},
+        "val_loss": losses,
+        "val_tokens": counts,
+    }
+    arith = _arith_evaluation(tokenizer, list({id(d): d for d in datasets.values()}.values()))
+    if arith is not None:
+        result.update(arith(device, autocast)(model))
+    if task_metrics is not None:
+        result["tasks"] = task_metrics
+        result["limit"] = limit
+    result["seconds"] = round(time.perf_counter() - t0, 3)
+    write_text_atomic(run_dir / EVAL_FILE, json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def _eval_datasets(
+    run_dir: Path, config: RunConfig, data: list[str] | None, prepared: str | Path | None, log: Log
+) -> dict[str, PreparedDataset]:
+    """The dataset of each domain to evaluate on: `data` sources prepared (and cached) with the
+    run's tokenizer, a `prepared` directory tokenized with it, or else the data the run trained
+    on (its metrics.jsonl start record)."""
+    if data or prepared:
+        eval_config = copy.deepcopy(config)
+        eval_config.data.sources = list(data or [])
+        eval_config.data.prepared = str(prepared) if prepared else None
+        dataset = _open_data(eval_config, run_dir / TOKENIZER_FILE, log)
+        return {domain: dataset for domain in dataset.domains}
+    start = _start_record(run_dir)
+    used = start.get("data") if start else None
+    if not isinstance(used, dict) or not used:
+        raise UserError(
+            f"{run_dir / 'metrics.jsonl'} records no training data to evaluate on; pass "
+            "--data SOURCE... or --prepared DIR"
+        )
+    gone = sorted({d for d in used.values() if not (Path(d) / "manifest.json").is_file()})
+    if gone:
+        again = f"--data {' '.join(config.data.sources)}" if config.data.sources else ""
+        raise UserError(
+            f"the data run {run_dir} trained on is gone ({', '.join(gone)}); evaluate on "
+            + (f"its sources with {again}, or on " if again else "")
+            + "other data with --data SOURCE... or --prepared DIR"
+        )
+    opened = {path: PreparedDataset(path) for path in sorted(set(used.values()))}
+    return {domain: opened[path] for domain, path in used.items()}
+
+
 def _resume(config: RunConfig, log: Log) -> tuple[Path, RunConfig]:
     run_dir = find_resume_dir(config)
     log(f"resuming {run_dir}")
@@ -366,4 +469,5 @@ __all__ = [
     "load_model",
     "load_tokenizer",
     "export",
+    "evaluate",
 ]
