@@ -1,3 +1,7 @@
+"""`python -m budgetlm ...` (and `torchrun ... -m budgetlm ...`) runs the CLI."""
+
+import sys
+
 from budgetlm.cli import main
 
-raise SystemExit(main())
+sys.exit(main())

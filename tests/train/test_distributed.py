@@ -32,9 +32,9 @@ def test_rank_slices_see_the_same_sequences_for_any_number_of_processes():
 def pretrain_command(prepared, out, processes):
     launcher = (
         [sys.executable, "-m", "torch.distributed.run", "--standalone"]
-        + [f"--nproc_per_node={processes}", "-m", "budgetlm.cli"]
+        + [f"--nproc_per_node={processes}", "-m", "budgetlm"]
         if processes > 1
-        else [sys.executable, "-m", "budgetlm.cli"]
+        else [sys.executable, "-m", "budgetlm"]
     )
     return launcher + [
         "pretrain", "--prepared", str(prepared), "--out", str(out), "--budget", "12steps",
@@ -73,5 +73,17 @@ def test_two_processes_train_like_one_and_resume_with_one(tiny_prepared, tmp_pat
     run([sys.executable, "-m", "budgetlm.cli", "pretrain", "--resume", "--out",
          str(tmp_path / "resumed")])  # fmt: skip
     resumed = final_weights(tmp_path / "resumed")
+    for key in one_w:
+        torch.testing.assert_close(resumed[key], one_w[key], rtol=1e-4, atol=2e-5)
+
+
+def test_a_single_process_run_resumes_with_two(tiny_prepared, tmp_path):
+    run(pretrain_command(tiny_prepared, tmp_path / "one", 1))
+    shutil.copytree(tmp_path / "one", tmp_path / "resumed")
+    shutil.rmtree(tmp_path / "resumed" / "checkpoints" / "step_000012")
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    run([*launcher, "--nproc_per_node=2", "-m", "budgetlm", "pretrain", "--resume", "--out",
+         str(tmp_path / "resumed")])  # fmt: skip
+    one_w, resumed = final_weights(tmp_path / "one"), final_weights(tmp_path / "resumed")
     for key in one_w:
         torch.testing.assert_close(resumed[key], one_w[key], rtol=1e-4, atol=2e-5)
