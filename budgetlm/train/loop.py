@@ -202,7 +202,8 @@ class Trainer:
                 if not self._guard_passed():
                     continue
                 logged_at, logged_time = self._logged
-                mean_loss = self._loss_sum.item() / (s.step - logged_at)
+                loss_sum = mean_across(self._loss_sum, self.dist)  # the global batch's loss
+                mean_loss = loss_sum.item() / (s.step - logged_at)
                 rate = (
                     (s.step - logged_at)
                     * self.tokens_per_step

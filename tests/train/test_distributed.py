@@ -3,6 +3,7 @@ resumes with a different number of processes."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -50,6 +51,11 @@ def final_weights(run):
     return load_file(final / "model.safetensors")
 
 
+def train_losses(run_dir):
+    records = map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())
+    return [(r["step"], r["loss"]) for r in records if r["type"] == "train"]
+
+
 def run(command):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
@@ -66,6 +72,9 @@ def test_two_processes_train_like_one_and_resume_with_one(tiny_prepared, tmp_pat
         torch.testing.assert_close(two_w[key], one_w[key], rtol=1e-4, atol=2e-5)
     start = (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()[0]
     assert '"processes": 2' in start
+    curves = [train_losses(tmp_path / name) for name in ("one", "two")]
+    assert [step for step, _ in curves[0]] == [step for step, _ in curves[1]]
+    np.testing.assert_allclose([x for _, x in curves[1]], [x for _, x in curves[0]], rtol=1e-5)
 
     # the two-process run, stopped at its step-6 checkpoint, resumed by a single process
     shutil.copytree(tmp_path / "two", tmp_path / "resumed")
