@@ -10,8 +10,10 @@ id sum must match across contenders that do not clean):
   num_proc=None (one process; the Rust tokenizer uses every core) and num_proc=cores;
 - hf-tk: the same with `tokenizers.Tokenizer.encode_batch` (no transformers wrapper);
 - budgetlm: `prepare_dataset([jsonl], out, tokenizer=..., cleaning=CleaningConfig(
-  normalize=None, exact_dedup=False), workers=k)` for k = 1 (in-process) and cores, and the
-  same with the default cleaning (NFC + exact dedup), reported separately ("+clean").
+  normalize=None, exact_dedup=False), workers=k)` for k = 1 (in-process: the Rust tokenizer
+  threads over every core) and k = cores, and the same with the default cleaning (NFC + exact
+  dedup), reported separately ("+clean"); "1 core" is workers=1 pinned to one CPU, the base
+  of the scaling line.
 
 Every contender runs in a fresh process (the timing excludes interpreter start and imports,
 includes reading the JSONL and writing the result to disk) against a corpus already in the page
@@ -21,7 +23,7 @@ for other processes to go idle, and the "other" column says how many cores' wort
 still used during the run (0.00 = a clean measurement). MB/s counts the UTF-8 bytes of the
 documents' text; "x best HF" is the speed-up over the fastest `datasets` contender.
 
-    python benchmarks/prepare_speed.py                        # 100 MB, 2 rounds, ~7 minutes
+    python benchmarks/prepare_speed.py                        # 100 MB, 2 rounds, ~8 minutes
     python benchmarks/prepare_speed.py --mb 20 --repeat 1     # quick check
 
 The ceiling line measures the bare tokenizer in 1 and in `cores` single-threaded processes
@@ -64,7 +66,8 @@ def contenders(cores: int) -> dict[str, dict]:
         f"hf-tk num_proc={p}": {"kind": "hf", "tokenizer": "tokenizers", "num_proc": p}
         for p in (None, cores)
     }
-    ours = {
+    ours = {"budgetlm 1 core": {"kind": "budgetlm", "workers": 1, "clean": False, "cpus": 1}}
+    ours |= {
         f"budgetlm workers={k}": {"kind": "budgetlm", "workers": k, "clean": False}
         for k in sorted({1, cores})
     }
@@ -166,6 +169,8 @@ def run_ceiling(spec: dict, corpus: Path, tokenizer: Path, work: Path) -> dict:
 
 def child(args: argparse.Namespace) -> None:
     spec = json.loads(args.child)
+    if "cpus" in spec:  # pin before the tokenizer's thread pool sizes itself from the affinity
+        os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[: spec["cpus"]]))
     run = {"hf": run_hf, "budgetlm": run_budgetlm, "ceiling": run_ceiling}[spec["kind"]]
     work = Path(tempfile.mkdtemp(dir=args.workdir))
     try:
@@ -355,13 +360,12 @@ def print_table(results: dict[str, dict], text_mb: float, cores: int) -> None:
             f"{name:<28} {r['seconds']:>6.1f} {map_s:>6} {text_mb / r['seconds']:>5.1f} "
             f"{ratio:>9} {r['tokens']:>11,} {same:>4} {r['other']:>5.2f}"
         )
-    for suffix in ("", " +clean"):
-        one = results.get(f"budgetlm workers=1{suffix}")
-        many = results.get(f"budgetlm workers={cores}{suffix}")
-        if one and many and cores > 1:
+    single = results.get("budgetlm 1 core")
+    for name in ("budgetlm workers=1", f"budgetlm workers={cores}"):
+        if single and name in results and cores > 1:
             print(
-                f"scaling{suffix}: budgetlm workers=1 -> {cores}: "
-                f"{one['seconds'] / many['seconds']:.2f}x"
+                f"scaling: budgetlm 1 core -> {name} on {cores} cores: "
+                f"{single['seconds'] / results[name]['seconds']:.2f}x"
             )
     print()
     print("map s: the datasets .map alone (wall s also includes load_dataset's JSON -> Arrow)")
