@@ -29,6 +29,10 @@ matmuls (inputs already bf16, and under CPU autocast from fp32; the faster of th
 is budgetlm's tokens/s over the faster of hf-loop and hf-trainer (issue 5's target: >= 1.5,
 with MFU >= 40%).
 
+--compile compiles every contender's model (budgetlm: train.compile=true; hf-loop:
+torch.compile(model); hf-trainer: torch_compile=True); compilation falls in the warm-up steps,
+so keep --warmup >= 3.
+
 --profile also breaks budgetlm's step into forward / backward / clip / optimizer and lists the
 top operators by self CPU time (torch.profiler) per size. --pretrain adds a cross-check:
 `budgetlm.api.pretrain` with a step budget (evaluations and checkpoints cut to the minimum),
@@ -38,6 +42,7 @@ included).
     python benchmarks/throughput.py                          # nano and small, ~5 minutes
     python benchmarks/throughput.py --sizes nano --steps 5 --warmup 1   # quick check
     python benchmarks/throughput.py --profile --pretrain     # plus the breakdown, cross-check
+    python benchmarks/throughput.py --compile                # all three under torch.compile
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
+import importlib.util
 import json
 import statistics
 import sys
@@ -271,6 +277,7 @@ def adamw_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
 def run_hf_loop(config: RunConfig, batches: list[np.ndarray], warmup: int) -> list[float]:
     t = config.train
     model = hf_model(config.model)
+    forward = torch.compile(model) if t.compile else model
     optimizer = torch.optim.AdamW(
         adamw_groups(model, t.weight_decay), lr=t.lr, betas=(t.beta1, t.beta2), fused=True
     )
@@ -279,7 +286,7 @@ def run_hf_loop(config: RunConfig, batches: list[np.ndarray], warmup: int) -> li
         t0 = time.perf_counter()
         ids = torch.from_numpy(batch[:, :-1])  # HF shifts the labels itself
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            loss = model(input_ids=ids, labels=ids).loss
+            loss = forward(input_ids=ids, labels=ids).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
         optimizer.step()
@@ -339,6 +346,7 @@ def run_hf_trainer(config: RunConfig, batches: list[np.ndarray], warmup: int) ->
             dataloader_num_workers=0,
             dataloader_pin_memory=False,
             seed=t.seed,
+            torch_compile=t.compile,
         )
         trainer = InOrder(
             model=hf_model(config.model),
@@ -447,9 +455,15 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="profile budgetlm's step")
     parser.add_argument("--top", type=int, default=15, help="operators listed by --profile")
     parser.add_argument("--pretrain", action="store_true", help="cross-check with api.pretrain")
+    parser.add_argument(
+        "--compile", action="store_true", help="torch.compile every contender's model"
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if "hf-trainer" in args.contenders and importlib.util.find_spec("accelerate") is None:
+        print("hf-trainer skipped: transformers.Trainer needs `pip install accelerate`")
+        args.contenders.remove("hf-trainer")
 
     peak = peak_flops()
     peak_best = max(peak.values())
@@ -465,6 +479,8 @@ def main() -> None:
     pretrain_rates = {}
     for size in args.sizes:
         overrides = [("model.size", size), ("train.device", "cpu")]
+        if args.compile:
+            overrides.append(("train.compile", True))
         if args.batch_size:
             overrides += [
                 ("train.batch_size", args.batch_size),
@@ -501,7 +517,8 @@ def main() -> None:
     print(
         f"\nbatch {configs[args.sizes[0]].train.batch_size} x seq_len "
         f"{configs[args.sizes[0]].model.seq_len}, bf16 autocast on CPU, {args.threads} threads, "
-        f"{args.steps} timed steps after {args.warmup} warm-up, best of {args.rounds} round(s); "
+        f"{args.steps} timed steps after {args.warmup} warm-up, best of {args.rounds} round(s), "
+        f"torch.compile {'on' if args.compile else 'off'}; "
         f"peak {peak_best / 1e12:.3f} TFLOP/s"
     )
     header = (

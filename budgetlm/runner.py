@@ -277,6 +277,8 @@ def write_samples(
 
 def document_openings(stream: np.ndarray, eos_id: int, count: int, length: int = 12) -> list:
     """The first `length` tokens of the first `count` documents of an EOS-separated stream."""
+    if count <= 0:
+        return []
     head = np.asarray(stream[: 1 << 20])
     starts = [0] + [int(i) + 1 for i in np.flatnonzero(head == eos_id)]
     openings = []
