@@ -386,7 +386,11 @@ def print_ceiling(
     )
     for name, r in results.items():
         if name.startswith("budgetlm"):
-            print(f"  {name}: {100 * text_mb / r['seconds'] / many['mb_s']:.0f}% of the ceiling")
+            limit = one if name == "budgetlm 1 core" else many
+            print(
+                f"  {name}: {100 * text_mb / r['seconds'] / limit['mb_s']:.0f}% of the "
+                f"{'1-process' if limit is one else f'{cores}-process'} ceiling"
+            )
 
 
 if __name__ == "__main__":
