@@ -175,6 +175,11 @@ def apply_overrides(values: dict[str, Any], overrides: list[tuple[str, Any]]) ->
     return values
 
 
+RESUME_SETTINGS = ("train.parallel", "train.device", "train.compile", "train.micro_batch_size")
+"""Keys a resumed run may change: they decide how the steps are computed, not what they compute
+(e.g. resume a sharded run with DDP, or on a machine with less memory)."""
+
+
 def load_config(path: str | Path | None = None, overrides: list[tuple[str, Any]] = ()) -> RunConfig:
     """Defaults, then the YAML file, then the overrides; unknown keys are errors."""
     values: dict[str, Any] = {}

@@ -37,6 +37,7 @@ from budgetlm.train.optim import build_optimizer
 from budgetlm.train.precision import autocast
 from budgetlm.train.progress import Progress
 from budgetlm.train.schedules import build_schedule
+from budgetlm.train.sharding import PARALLEL_MODES, load_full_state, shard_model
 
 Log = Callable[[str], None]
 Init = Callable[[Decoder, torch.optim.Optimizer], None]
@@ -90,6 +91,11 @@ def run_training(
     model = Decoder(config.model).to(device)
     _fit_micro_batch(config, device, dist.world_size, log)
     optimizer = build_optimizer(model, config.train)
+    if init is not None and not resume:
+        init(model, optimizer)
+    sharded = _use_sharding(config, dist.enabled)
+    if sharded:
+        model, optimizer = _shard(model, optimizer, config)
     sampler = MixtureSampler(
         data.train,
         config.model.seq_len,
@@ -138,11 +144,10 @@ def run_training(
             else None,
             guard=config.guard,
             dist=dist,
+            host_model=(lambda: Decoder(config.model)) if sharded else None,
         )
         if resume:
             restore_latest(trainer, run_dir, log)
-        elif init is not None:
-            init(model, optimizer)
         params = count_parameters(config.model)
         metrics.write(
             "resume" if resume else "start",
@@ -176,10 +181,12 @@ def run_training(
         raise
     barrier(dist)
     s = result.state
+    full_model = trainer.unsharded_model()  # a collective when sharded
     if not dist.is_main:
         return RunResult(run_dir, result.val_loss, s.step, s.tokens, result.tokens_per_second, "")
     t0 = time.perf_counter()
-    write_samples(model, tokenizer, data, config, run_dir / "samples.txt", device)
+    sample_device = torch.device("cpu") if sharded else device
+    write_samples(full_model, tokenizer, data, config, run_dir / "samples.txt", sample_device)
     sample_seconds = time.perf_counter() - t0
     metrics.write(
         "end",
@@ -199,6 +206,33 @@ def run_training(
     summary = summarize(run_dir)
     log(summary)
     return RunResult(run_dir, result.val_loss, s.step, s.tokens, result.tokens_per_second, summary)
+
+
+def _use_sharding(config: RunConfig, distributed: bool) -> bool:
+    """Whether to shard the model with FSDP2: train.parallel 'fsdp' under torchrun (a single
+    process has nothing to shard across)."""
+    mode = config.train.parallel
+    if mode not in PARALLEL_MODES:
+        raise UserError(f"train.parallel must be one of {', '.join(PARALLEL_MODES)}, got '{mode}'")
+    if mode == "fsdp" and config.train.optimizer != "adamw":
+        raise UserError(
+            f"train.parallel fsdp works with train.optimizer adamw only, not "
+            f"'{config.train.optimizer}' (Muon orthogonalizes whole matrices, which sharding "
+            "splits); use train.parallel ddp with Muon"
+        )
+    return mode == "fsdp" and distributed
+
+
+def _shard(
+    model: Decoder, optimizer: torch.optim.Optimizer, config: RunConfig
+) -> tuple[Decoder, torch.optim.Optimizer]:
+    """Shard the (initialised) model across ranks, and rebuild the optimizer over the shards,
+    carrying over any state an init loaded into it."""
+    state = optimizer.state_dict()
+    shard_model(model)
+    optimizer = build_optimizer(model, config.train)
+    load_full_state(model, optimizer, None, state)
+    return model, optimizer
 
 
 def _fit_micro_batch(config: RunConfig, device: torch.device, processes: int, log: Log) -> None:

@@ -95,6 +95,23 @@ def test_pretrain_and_generate_end_to_end(capsys, tiny_prepared, tmp_path):
 def test_resume_refuses_config_changes(capsys, tmp_path):
     code, _, err = run(capsys, "pretrain", "--resume", "--model", "nano", "--out", str(tmp_path))
     assert code == 2 and "--resume continues a run" in err
+    code, _, err = run(capsys, "pretrain", "--resume", "--train.lr", "1", "--out", str(tmp_path))
+    assert code == 2 and "but train.parallel, train.device" in err
+
+
+def test_resume_may_change_how_steps_run(capsys, tiny_config):
+    from budgetlm import api
+
+    run_dir = api.pretrain(tiny_config(), log=lambda _: None).run_dir
+    final = run_dir / "checkpoints" / "step_000012"
+    for path in final.iterdir():
+        path.unlink()
+    final.rmdir()
+    code, out, err = run(
+        capsys, "pretrain", "--resume", "--out", str(run_dir), "--train.micro_batch_size", "4"
+    )
+    assert code == 0, err
+    assert "train.micro_batch_size = 4" in out
 
 
 def test_prepare_reports_cleaning_and_adds_sources(capsys, tmp_path):

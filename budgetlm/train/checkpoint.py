@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +34,11 @@ def save_checkpoint(
     run_dir: str | Path,
     step: int,
     model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer | None,
+    optimizer: torch.optim.Optimizer | dict[str, Any] | None,
     state: dict[str, Any],
 ) -> Path:
-    """Write checkpoints/step_NNNNNN in a temporary directory, then rename it into place."""
+    """Write checkpoints/step_NNNNNN in a temporary directory, then rename it into place.
+    `optimizer` is an optimizer or its state dict (as gathered from a sharded run)."""
     root = checkpoint_root(run_dir)
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step_{step:06d}"
@@ -48,7 +50,10 @@ def save_checkpoint(
     files = [MODEL_FILE]
     if optimizer is not None:
         torch.save(
-            {"optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state()},
+            {
+                "optimizer": optimizer if isinstance(optimizer, dict) else optimizer.state_dict(),
+                "torch_rng": torch.get_rng_state(),
+            },
             tmp / OPTIM_FILE,
         )
         files.append(OPTIM_FILE)
@@ -111,11 +116,22 @@ def load_weights(path: str | Path, model: torch.nn.Module) -> None:
         ) from None
 
 
-def load_optimizer(path: str | Path, optimizer: torch.optim.Optimizer) -> None:
-    """Restore optimizer and RNG state (torch.load with weights_only=True: no pickled code)."""
-    blob = torch.load(Path(path) / OPTIM_FILE, map_location="cpu", weights_only=True)
+def read_optimizer_state(path: str | Path) -> dict[str, Any]:
+    """A checkpoint's optimizer state dict and RNG state ({"optimizer", "torch_rng"}), read with
+    torch.load(weights_only=True): tensors and plain containers only, no pickled code."""
+    return torch.load(Path(path) / OPTIM_FILE, map_location="cpu", weights_only=True)
+
+
+def load_optimizer(
+    path: str | Path,
+    optimizer: torch.optim.Optimizer,
+    load: Callable[[dict[str, Any]], None] | None = None,
+) -> None:
+    """Restore optimizer and RNG state; `load` replaces `optimizer.load_state_dict` (a sharded
+    model loads the full state into its shards)."""
+    blob = read_optimizer_state(path)
     try:
-        optimizer.load_state_dict(blob["optimizer"])
+        (load or optimizer.load_state_dict)(blob["optimizer"])
     except (ValueError, KeyError, RuntimeError) as e:
         raise UserError(
             f"the optimizer state in {path} does not fit this run's optimizer "

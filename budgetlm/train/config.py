@@ -47,9 +47,32 @@ class TrainConfig:
     """'auto' (cuda if available, else cpu), 'cpu' or 'cuda'."""
     compile: bool = False
     """Wrap the model in torch.compile."""
+    parallel: str = "ddp"
+    """With several processes (torchrun): 'ddp' keeps a full copy of the model and optimizer on
+    every process; 'fsdp' shards parameters, gradients and AdamW state across them (FSDP2
+    fully_shard, train/sharding.py) for models whose training state does not fit one device."""
     seed: int = 0
     log_every: int = 10
     """Optimizer steps between logged training records."""
+    sample_weighting: str = "none"
+    """Online loss-based reweighting of the sequences in each micro-batch (Sow et al., 2025;
+    train/reweight.py): 'none', 'linupper', 'quadratic' or 'extremes'."""
+    sample_weighting_delta: float = 1.0
+    """Half-width of the range [-delta, delta] the micro-batch's losses are normalized to."""
+    sample_weighting_temperature: float = 1.0
+    """Softmax temperature of the weights (lower: sharper weighting)."""
+
+    def __post_init__(self) -> None:
+        if (self.sample_weighting, self.sample_weighting_delta) != ("none", 1.0) or (
+            self.sample_weighting_temperature != 1.0
+        ):  # the check imports torch: only when reweighting is configured
+            from budgetlm.train.reweight import check_weighting
+
+            check_weighting(
+                self.sample_weighting,
+                self.sample_weighting_delta,
+                self.sample_weighting_temperature,
+            )
 
 
 @dataclass

@@ -38,6 +38,15 @@ from budgetlm.train.guard import GuardConfig, LossGuard
 from budgetlm.train.metrics import MetricsLog
 from budgetlm.train.precision import autocast
 from budgetlm.train.progress import Progress, format_duration
+from budgetlm.train.reweight import step_losses
+from budgetlm.train.sharding import (
+    gather_optimizer,
+    gather_weights,
+    is_sharded,
+    load_full_state,
+    local_value,
+    set_gradient_sync,
+)
 
 
 class BatchSource(Protocol):
@@ -113,7 +122,10 @@ class Trainer:
         extra_evaluation: Callable[[torch.nn.Module], dict[str, Any]] | None = None,
         guard: GuardConfig | None = None,
         dist: Distributed | None = None,
+        host_model: Callable[[], torch.nn.Module] | None = None,
     ) -> None:
+        """`model` may be sharded with FSDP2 (train/sharding.py); `host_model` then builds an
+        unsharded copy on the CPU, which checkpoints are written from and read into."""
         self.dist = dist or Distributed()
         world = self.dist.world_size
         if train.batch_size % (train.micro_batch_size * world):
@@ -125,7 +137,13 @@ class Trainer:
         if train.precision not in ("bf16", "fp32"):
             raise UserError(f"train.precision must be 'bf16' or 'fp32', got '{train.precision}'")
         self.model, self.optimizer, self.batches = model, optimizer, batches
-        self.ddp = DistributedDataParallel(model) if self.dist.enabled else None
+        self.sharded = is_sharded(model)
+        if self.sharded and host_model is None:
+            raise ValueError("a sharded model needs host_model to write and read checkpoints")
+        self._host_factory, self._host = host_model, None
+        self.ddp = (
+            DistributedDataParallel(model) if self.dist.enabled and not self.sharded else None
+        )
         wrapped = self.ddp or model
         self.forward = torch.compile(wrapped) if train.compile else wrapped
         self.schedule, self.planner = schedule, planner
@@ -155,8 +173,20 @@ class Trainer:
 
     def restore(self, checkpoint_dir: Path, state: dict[str, Any]) -> None:
         """Load weights, optimizer, sampler, planner and counters from a checkpoint."""
-        load_weights(checkpoint_dir, self.model)
-        load_optimizer(checkpoint_dir, self.optimizer)
+        if self.sharded:  # every rank reads the full state and keeps its shards of it
+            host = self._host_factory()
+            load_weights(checkpoint_dir, host)
+            weights = host.state_dict()
+            del host
+            load_full_state(self.model, None, weights, None)
+
+            def load(optimizer_state: dict[str, Any]) -> None:
+                load_full_state(self.model, self.optimizer, None, optimizer_state)
+
+            load_optimizer(checkpoint_dir, self.optimizer, load)
+        else:
+            load_weights(checkpoint_dir, self.model)
+            load_optimizer(checkpoint_dir, self.optimizer)
         self.batches.load_state_dict(state["sampler"])
         self.planner.load_state_dict(state["planner"])
         self.guard.load_state_dict(state.get("guard", {}))
@@ -313,14 +343,24 @@ class Trainer:
         total = torch.zeros((), device=self.device)
         micros = batch.split(self.cfg.micro_batch_size)
         for i, micro in enumerate(micros):
-            # DDP averages gradients across ranks once, on the last micro-batch's backward
-            sync = self.ddp is None or i == len(micros) - 1
-            with self.autocast(), contextlib.nullcontext() if sync else self.ddp.no_sync():
-                loss = self.forward(micro[:, :-1], micro[:, 1:])
-                (loss / self.accum).backward()
+            # Gradients are averaged across ranks once, on the last micro-batch's backward
+            sync = i == len(micros) - 1
+            if self.sharded:
+                set_gradient_sync(self.model, sync)
+            unsynced = self.ddp is not None and not sync
+            with self.autocast(), self.ddp.no_sync() if unsynced else contextlib.nullcontext():
+                loss, objective = step_losses(
+                    self.forward,
+                    micro,
+                    self.cfg.sample_weighting,
+                    self.cfg.sample_weighting_delta,
+                    self.cfg.sample_weighting_temperature,
+                )
+                (objective / self.accum).backward()
             total += loss.detach() / self.accum
         if self.cfg.grad_clip > 0:
             grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+            grad_norm = local_value(grad_norm)
         else:
             grad_norm = torch.zeros(())
         self.optimizer.step()
@@ -430,8 +470,12 @@ class Trainer:
             "guard": self.guard.state_dict(),
             **self.extra_state(),
         }
-        if self.dist.is_main:  # DDP keeps model and optimizer identical on every rank
-            path = save_checkpoint(self.run_dir, s.step, self.model, self.optimizer, state)
+        if self.sharded:  # gathered on rank 0 and written in the format of an unsharded run
+            model, optimizer = self.unsharded_model(), gather_optimizer(self.model, self.optimizer)
+        else:  # DDP keeps model and optimizer identical on every rank
+            model, optimizer = self.model, self.optimizer
+        if self.dist.is_main:
+            path = save_checkpoint(self.run_dir, s.step, model, optimizer, state)
             prune_checkpoints(self.run_dir, self.ckpt_cfg.keep_last)
         else:
             path = self.run_dir / "checkpoints" / f"step_{s.step:06d}"
@@ -447,6 +491,20 @@ class Trainer:
             tags=tags,
             seconds=seconds,
         )
+
+    def unsharded_model(self) -> torch.nn.Module | None:
+        """The model with all its weights, for checkpoints and samples: the model itself, or for
+        a sharded one a CPU copy gathered on rank 0 (None on the other ranks; every rank must
+        call this, as gathering is a collective)."""
+        if not self.sharded:
+            return self.model
+        weights = gather_weights(self.model)
+        if not self.dist.is_main:
+            return None
+        if self._host is None:
+            self._host = self._host_factory()
+        self._host.load_state_dict(weights)
+        return self._host
 
     def _show(self, loss: float, rate: float) -> None:
         s = self.state

@@ -30,7 +30,7 @@ def test_rank_slices_see_the_same_sequences_for_any_number_of_processes():
         rank_slice(batch, 0, 3)
 
 
-def pretrain_command(prepared, out, processes):
+def pretrain_command(prepared, out, processes, parallel="ddp"):
     launcher = (
         [sys.executable, "-m", "torch.distributed.run", "--standalone"]
         + [f"--nproc_per_node={processes}", "-m", "budgetlm"]
@@ -43,6 +43,7 @@ def pretrain_command(prepared, out, processes):
         "--model.n_heads", "2", "--model.seq_len", "32", "--train.batch_size", "8",
         "--train.micro_batch_size", "2", "--train.precision", "fp32", "--checkpoint.every", "0.5",
         "--eval.count", "2", "--eval.tokens_per_domain", "256", "--samples.max_new_tokens", "4",
+        "--train.parallel", parallel,
     ]  # fmt: skip
 
 
@@ -86,13 +87,47 @@ def test_two_processes_train_like_one_and_resume_with_one(tiny_prepared, tmp_pat
         torch.testing.assert_close(resumed[key], one_w[key], rtol=1e-4, atol=2e-5)
 
 
-def test_a_single_process_run_resumes_with_two(tiny_prepared, tmp_path):
+@pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
+def test_a_single_process_run_resumes_with_two(tiny_prepared, tmp_path, parallel):
     run(pretrain_command(tiny_prepared, tmp_path / "one", 1))
     shutil.copytree(tmp_path / "one", tmp_path / "resumed")
     shutil.rmtree(tmp_path / "resumed" / "checkpoints" / "step_000012")
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
     run([*launcher, "--nproc_per_node=2", "-m", "budgetlm", "pretrain", "--resume", "--out",
-         str(tmp_path / "resumed")])  # fmt: skip
+         str(tmp_path / "resumed"), "--train.parallel", parallel])  # fmt: skip
     one_w, resumed = final_weights(tmp_path / "one"), final_weights(tmp_path / "resumed")
     for key in one_w:
         torch.testing.assert_close(resumed[key], one_w[key], rtol=1e-4, atol=2e-5)
+
+
+def test_sharded_training_matches_one_process_and_resumes_sharded(tiny_prepared, tmp_path):
+    """FSDP2 over two processes: the same losses and weights as one process, checkpoints in
+    the unsharded format, and a sharded resume from the middle lands on the same weights."""
+    run(pretrain_command(tiny_prepared, tmp_path / "one", 1))
+    run(pretrain_command(tiny_prepared, tmp_path / "fsdp", 2, parallel="fsdp"))
+    curves = [train_losses(tmp_path / name) for name in ("one", "fsdp")]
+    np.testing.assert_allclose([x for _, x in curves[1]], [x for _, x in curves[0]], rtol=1e-5)
+    one_w, fsdp_w = final_weights(tmp_path / "one"), final_weights(tmp_path / "fsdp")
+    assert fsdp_w.keys() == one_w.keys()
+    for key in one_w:
+        torch.testing.assert_close(fsdp_w[key], one_w[key], rtol=1e-4, atol=2e-5)
+    assert (tmp_path / "fsdp" / "samples.txt").read_text().strip()
+
+    shutil.copytree(tmp_path / "fsdp", tmp_path / "resumed")
+    shutil.rmtree(tmp_path / "resumed" / "checkpoints" / "step_000012")
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    run([*launcher, "--nproc_per_node=2", "-m", "budgetlm", "pretrain", "--resume", "--out",
+         str(tmp_path / "resumed")])  # fmt: skip
+    resumed = final_weights(tmp_path / "resumed")
+    for key in one_w:
+        torch.testing.assert_close(resumed[key], one_w[key], rtol=1e-4, atol=2e-5)
+
+
+def test_sharding_refuses_muon(tiny_config):
+    from budgetlm.runner import _use_sharding
+
+    config = tiny_config(**{"train.parallel": "fsdp", "train.optimizer": "muon"})
+    with pytest.raises(UserError, match="adamw only"):
+        _use_sharding(config, distributed=True)
+    with pytest.raises(UserError, match="train.parallel must be one of ddp, fsdp"):
+        _use_sharding(tiny_config(**{"train.parallel": "zero"}), distributed=True)
