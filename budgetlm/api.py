@@ -5,18 +5,20 @@ from __future__ import annotations
 import copy
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from budgetlm.budget.recipes import Recipe, get_recipe
-from budgetlm.config import RunConfig, load_config, write_text_atomic
+from budgetlm.config import RESUME_SETTINGS, RunConfig, load_config, write_text_atomic
 from budgetlm.data.cache import prepare_cached
 from budgetlm.data.config import CleaningConfig
 from budgetlm.data.dataset import PreparedDataset
 from budgetlm.data.mixture import TrainingData, from_dataset, with_replay
+from budgetlm.data.mixture_file import mixture_weights as read_mixture_weights
+from budgetlm.data.mixture_search import SearchSettings
 from budgetlm.data.prepare import prepare_dataset
 from budgetlm.data.subset import lowest_scoring, subset_stream
 from budgetlm.data.tokenizer import TOKENIZER_FILE, Tokenizer
@@ -25,10 +27,13 @@ from budgetlm.evaluate.exact_match import exact_match, tokenize_items
 from budgetlm.evaluate.harness import HarnessScorer, resolve_tasks, run_tasks
 from budgetlm.evaluate.heldout import heldout_loss
 from budgetlm.evaluate.scoring import document_losses
+from budgetlm.mixer import search_mixture
 from budgetlm.model.decoder import Decoder
 from budgetlm.model.generate import generate as sample_tokens
 from budgetlm.parent import HF_DEFAULT_LR, Parent, open_parent
+from budgetlm.report.build import ReportFiles, make_report
 from budgetlm.report.summary import read_metrics
+from budgetlm.selector import select_data
 from budgetlm.runner import (
     RunResult,
     find_resume_dir,
@@ -76,13 +81,18 @@ def prepare(
     )
 
 
-def pretrain(config: RunConfig | None = None, resume: bool = False, log: Log = print) -> RunResult:
-    """Pre-train a model from scratch within the configured budget (or resume a killed run),
-    then write samples and print a summary."""
+def pretrain(
+    config: RunConfig | None = None,
+    resume: bool = False,
+    log: Log = print,
+    settings: Sequence[tuple[str, Any]] = (),
+) -> RunResult:
+    """Pre-train a model from scratch within the configured budget (or resume a killed run, with
+    `settings` from config.RESUME_SETTINGS changed), then write samples and print a summary."""
     config = copy.deepcopy(config) if config else RunConfig()
     run_dir = None
     if resume:
-        run_dir, config = _resume(config, log)
+        run_dir, config = _resume(config, log, settings)
         if config.continual.from_run:
             return continue_pretraining(config, resume=True, log=log)
     elif config.continual.from_run:
@@ -101,7 +111,12 @@ def pretrain(config: RunConfig | None = None, resume: bool = False, log: Log = p
     )
 
 
-def continue_pretraining(config: RunConfig, resume: bool = False, log: Log = print) -> RunResult:
+def continue_pretraining(
+    config: RunConfig,
+    resume: bool = False,
+    log: Log = print,
+    settings: Sequence[tuple[str, Any]] = (),
+) -> RunResult:
     """Train an existing model (a budgetlm run or a Hugging Face Llama/Mistral/Qwen2 folder)
     further on new data with a continual pre-training recipe (replay, LR re-warming, or
     continuing a pre-decay checkpoint), measuring the stability gap on the new domains and
@@ -109,7 +124,7 @@ def continue_pretraining(config: RunConfig, resume: bool = False, log: Log = pri
     config = copy.deepcopy(config)
     run_dir = None
     if resume:
-        run_dir, config = _resume(config, log)
+        run_dir, config = _resume(config, log, settings)
     cont = config.continual
     if not cont.from_run:
         raise UserError(
@@ -130,7 +145,7 @@ def continue_pretraining(config: RunConfig, resume: bool = False, log: Log = pri
             "(forgetting cannot be measured without it either)"
         )
         ratio = 0.0
-    data = with_replay(new, old, ratio)
+    data = with_replay(new, old, ratio, config.data.weights)
     _apply_recipe(config, parent, recipe, log)
     load = parent.weight_loader(recipe)
     fraction = recipe.subset_fraction if cont.subset_fraction is None else cont.subset_fraction
@@ -278,6 +293,83 @@ def evaluate(
     return result
 
 
+def select(
+    out: str | Path,
+    keep: float,
+    prepared: str | Path | None = None,
+    target: str | list[str] | None = None,
+    scores: str | Path | None = None,
+    method: str | None = None,
+    reference: str | Path | None = None,
+    general: str | Path | None = None,
+    domains: list[str] | None = None,
+    proxy: str = "nano",
+    proxy_budget: str = "2Mtok",
+    proxy_seq_len: int = 256,
+    score_tokens: int = 1024,
+    seed: int = 0,
+    log: Log = print,
+) -> dict[str, Any]:
+    """Keep the `keep` share of a prepared dataset's documents that reference models score as
+    most target-like (method "loss" or "loss-diff", the default; see selector.py) and write them to `out` as a
+    prepared dataset, validation data unchanged; or re-select from the scores an earlier
+    selection stored (`scores`) without scoring again. Returns the selection record."""
+    return select_data(
+        out,
+        keep,
+        prepared=prepared,
+        target=target,
+        scores=scores,
+        method=method,
+        reference=reference,
+        general=general,
+        domains=domains,
+        proxy=proxy,
+        proxy_budget=proxy_budget,
+        proxy_seq_len=proxy_seq_len,
+        score_tokens=score_tokens,
+        seed=seed,
+        log=log,
+    )
+
+
+def mix_search(
+    config: RunConfig,
+    target: str | list[str] | dict[str, float],
+    out: str | Path,
+    settings: SearchSettings | None = None,
+    workers: int = 1,
+    log: Log = print,
+) -> dict[str, Any]:
+    """Find the mixture of the data's domains that minimises the target's validation loss by
+    regression over small proxy runs (RegMix; see mixer.py): `config` is the proxies' run
+    config (data, model size, token budget); resumable in `out`; writes and returns mix.json."""
+    settings = settings or SearchSettings()
+    settings.check()  # before preparing any data
+    dataset = _open_data(config, tokenizer=None, log=log)
+    return search_mixture(config, dataset, target, out, settings, workers, log)
+
+
+def mixture_weights(path: str | Path) -> dict[str, float]:
+    """The weights of a mix.json (checked to be non-negative and sum to one), for
+    data.weights; the domains are checked against the data when a run opens it."""
+    return read_mixture_weights(path)
+
+
+def report(
+    runs: list[str | Path],
+    out: str | Path | None = None,
+    png: str | Path | None = None,
+    markdown: str | Path | None = None,
+    peak_flops: float | None = None,
+) -> ReportFiles:
+    """Write a self-contained HTML report of one run (default RUN/report.html) or of several
+    compared (same tokenizer required), built from the run directories' files alone; PNG plots
+    into `png`; a Markdown table of the final numbers into `markdown` ('-': returned only).
+    MFU is shown only against a measured `peak_flops` (FLOP/s)."""
+    return make_report(runs, out=out, png_dir=png, markdown=markdown, peak_flops=peak_flops)
+
+
 def _eval_datasets(
     run_dir: Path, config: RunConfig, data: list[str] | None, prepared: str | Path | None, log: Log
 ) -> dict[str, PreparedDataset]:
@@ -309,10 +401,20 @@ def _eval_datasets(
     return {domain: opened[path] for domain, path in used.items()}
 
 
-def _resume(config: RunConfig, log: Log) -> tuple[Path, RunConfig]:
+def _resume(
+    config: RunConfig, log: Log, settings: Sequence[tuple[str, Any]] = ()
+) -> tuple[Path, RunConfig]:
+    """The run directory to resume and its saved config, with `settings` applied (only keys of
+    RESUME_SETTINGS: they change how steps run, not what they compute)."""
+    unknown = [key for key, _ in settings if key not in RESUME_SETTINGS]
+    if unknown:
+        raise UserError(
+            f"--resume cannot change {', '.join(unknown)}: a resumed run keeps its saved "
+            f"config.yaml except {', '.join(RESUME_SETTINGS)}"
+        )
     run_dir = find_resume_dir(config)
-    log(f"resuming {run_dir}")
-    return run_dir, load_config(run_dir / "config.yaml")
+    log(f"resuming {run_dir}" + "".join(f"; {key} = {value}" for key, value in settings))
+    return run_dir, load_config(run_dir / "config.yaml", list(settings))
 
 
 def _open_data(config: RunConfig, tokenizer: Path | None, log: Log) -> PreparedDataset:
@@ -422,16 +524,23 @@ def _keep_best_documents(
 
 
 def _arith_evaluation(tokenizer: Tokenizer, datasets: list[PreparedDataset]):
-    """Exact-match accuracy per arithmetic skill when builtin:arith is among the data."""
-    if not any("builtin:arith" in s["spec"] for d in datasets for s in d.manifest["sources"]):
+    """Exact-match accuracy per arithmetic skill when builtin:arith (or some of its skills, as
+    builtin:arith/SKILL sources) is among the data: of the skills in the data."""
+    specs = [
+        s["spec"] for d in datasets for s in d.manifest["sources"] if "builtin:arith" in s["spec"]
+    ]
+    if not specs:
         return None
     from budgetlm.data.arith import SKILLS, arith_eval_set
 
+    named = {spec.split("builtin:arith/", 1)[1] for spec in specs if "builtin:arith/" in spec}
+    whole = any("builtin:arith/" not in spec for spec in specs)
     tasks = {
         f"arith/{skill}": tokenize_items(
             arith_eval_set(skill, ARITH_ITEMS_PER_SKILL), tokenizer.encode
         )
         for skill in SKILLS
+        if whole or skill in named
     }
 
     def build(device: torch.device, autocast: Callable) -> Callable[[torch.nn.Module], dict]:
@@ -470,4 +579,8 @@ __all__ = [
     "load_tokenizer",
     "export",
     "evaluate",
+    "select",
+    "mix_search",
+    "mixture_weights",
+    "report",
 ]

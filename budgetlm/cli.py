@@ -20,7 +20,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        overrides = parse_dotted_overrides(extra, allow=args.command in ("pretrain", "continue"))
+        overrides = parse_dotted_overrides(
+            extra, allow=args.command in ("pretrain", "continue", "mix")
+        )
         args.handler(args, overrides)
     except UserError as e:
         print(f"budgetlm {args.command}: error: {e}", file=sys.stderr)
@@ -99,6 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget", help="90s, 5m, 2h, 50Mtok, 1e15flop or 2000steps (default 5m)")
     p.add_argument("--out", metavar="DIR", help="run directory (default runs/<size>-<time>)")
     p.add_argument(
+        "--mixture",
+        metavar="MIX_JSON",
+        help="train with the domain weights of a mix.json from `budgetlm mix search`",
+    )
+    p.add_argument(
         "--resume", action="store_true", help="continue a killed run from its last checkpoint"
     )
     p.set_defaults(handler=run_pretrain)
@@ -138,6 +145,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="YAML config file (e.g. a continued run's config.yaml)")
     p.add_argument("--budget", help="90s, 5m, 2h, 50Mtok, 1e15flop or 2000steps (default 5m)")
     p.add_argument("--out", metavar="DIR", help="run directory (default runs/<size>-<time>)")
+    p.add_argument(
+        "--mixture",
+        metavar="MIX_JSON",
+        help="split the new data by the domain weights of a mix.json from `budgetlm mix search`",
+    )
     p.add_argument("--resume", action="store_true", help="continue a killed run")
     p.set_defaults(handler=run_continue)
 
@@ -193,7 +205,154 @@ def build_parser() -> argparse.ArgumentParser:
         help="score the first N validation tokens of each domain (default: all)",
     )
     p.set_defaults(handler=run_eval)
+
+    p = sub.add_parser(
+        "select",
+        help="keep the documents reference models score as most target-like",
+        description="Score every train document of a prepared dataset with small reference "
+        "models (loss: a model of the target domains; loss-diff: that model's loss minus a "
+        "general model's) and write the best --keep share of the other domains as a new "
+        "prepared dataset (validation data unchanged). References not given are trained "
+        "quickly on the target and on the whole dataset. Scores are stored in OUT/scores: "
+        "`select --scores OUT --keep K --out DIR` re-selects without scoring.",
+    )
+    p.add_argument("--prepared", metavar="DIR", help="the prepared dataset to select from")
+    p.add_argument(
+        "--target", metavar="DOMAIN[,DOMAIN]", help="domain(s) of the dataset to select for"
+    )
+    p.add_argument(
+        "--scores", metavar="DIR", help="re-select from the scores of an earlier selection"
+    )
+    p.add_argument(
+        "--keep", type=float, required=True, help="share of documents to keep, in (0, 1]"
+    )
+    p.add_argument("--out", required=True, metavar="DIR", help="the dataset folder to write")
+    p.add_argument("--method", help="loss or loss-diff (default)")
+    p.add_argument("--reference", metavar="RUN", help="reference run (default: trained here)")
+    p.add_argument(
+        "--general", metavar="RUN", help="general run of loss-diff (default: trained here)"
+    )
+    p.add_argument(
+        "--domains",
+        metavar="D1,D2",
+        help="domains to filter (default: every domain but the targets)",
+    )
+    p.add_argument("--proxy", default="nano", metavar="SIZE", help="size of trained references")
+    p.add_argument(
+        "--proxy-budget", default="2Mtok", metavar="BUDGET", help="budget of each reference"
+    )
+    p.add_argument(
+        "--score-tokens",
+        type=int,
+        default=1024,
+        metavar="N",
+        help="score the first N tokens of each document (default 1024)",
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(handler=run_select)
+    _add_mix_parser(sub)
+    _add_report_parser(sub)
     return parser
+
+
+def _add_mix_parser(sub: Any) -> None:
+    """`budgetlm mix search`: mixture weights by regression over proxy runs (RegMix)."""
+    mix = sub.add_parser(
+        "mix",
+        help="find data mixture weights (mix search)",
+        description="Data mixtures. `mix search` finds the domain weights that minimise a "
+        "target's validation loss by regression over small proxy runs.",
+    )
+    mix_sub = mix.add_subparsers(dest="mix_command", title="mix commands", metavar="COMMAND")
+    p = mix_sub.add_parser(
+        "search",
+        help="find the mixture that minimises a target's loss (RegMix)",
+        description="Sample mixtures around the natural token shares (within per-domain "
+        "repetition limits), train one small proxy model per mixture, fit a regression from "
+        "weights to the target's validation loss and write the predicted best mixture, with a "
+        "bootstrap uncertainty, to OUT/mix.json for `pretrain --mixture`. Resumable: finished "
+        "proxies in OUT are not trained again. Config keys of the proxies can be overridden as "
+        "--section.key VALUE.",
+    )
+    p.add_argument("--data", nargs="+", metavar="SRC", help="[domain=]sources (see `prepare`)")
+    p.add_argument("--prepared", metavar="DIR", help="a prepared dataset directory")
+    p.add_argument(
+        "--target",
+        required=True,
+        metavar="DOMAIN[,DOMAIN]",
+        help="validation domain(s) to minimise: one, several (their mean loss) or weighted "
+        "(code=0.7,prose=0.3)",
+    )
+    p.add_argument("--proxy", default="nano", metavar="SIZE", help="proxy model size (nano)")
+    p.add_argument("--trials", type=int, default=32, help="proxy runs (default 32)")
+    p.add_argument(
+        "--budget", default="2Mtok", help="tokens (or steps) per proxy run (default 2Mtok)"
+    )
+    p.add_argument(
+        "--final-budget",
+        metavar="TOKENS",
+        help="tokens of the run the mixture is for: sets the repetition limits (default --budget)",
+    )
+    p.add_argument(
+        "--max-epochs",
+        nargs="+",
+        metavar="N|DOMAIN=N",
+        help="passes allowed over each domain in that run, for all or per domain (default 4)",
+    )
+    p.add_argument(
+        "--eval-only",
+        nargs="+",
+        metavar="DOMAIN",
+        default=[],
+        help="domains only evaluated (e.g. a target set), never trained on",
+    )
+    p.add_argument(
+        "--concentration",
+        type=float,
+        default=1.0,
+        help="Dirichlet concentration around the natural shares (lower: sparser mixtures)",
+    )
+    p.add_argument("--regressor", default="ridge", help="ridge (default) or lightgbm")
+    p.add_argument("--workers", type=int, default=1, help="proxies trained at once (default 1)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the mixtures and the proxies")
+    p.add_argument("--config", help="YAML config of the proxy runs")
+    p.add_argument("--out", required=True, metavar="DIR", help="search directory (resumable)")
+    p.set_defaults(handler=run_mix_search)
+    mix.set_defaults(handler=lambda args, overrides: mix.print_help())
+
+
+def _add_report_parser(sub: Any) -> None:
+    """`budgetlm report`: the HTML page (and PNG plots, Markdown table) of runs."""
+    p = sub.add_parser(
+        "report",
+        help="an HTML page of a run's curves, budget and results, or comparing runs",
+        description="Write a self-contained HTML page (plots inline, nothing fetched to view "
+        "it) of one run, or overlaying several runs trained with the same tokenizer: loss per "
+        "domain against tokens and wall time, learning rate, throughput, budget use, mixture "
+        "weights, stability gaps, rollbacks, checkpoints, evaluation results, samples and "
+        "config, from the run directories' files alone.",
+    )
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run directories")
+    p.add_argument(
+        "--out", metavar="PATH", help="the HTML file (default RUN/report.html; ./compare-*.html)"
+    )
+    p.add_argument(
+        "--png", metavar="DIR", help='also write each plot as DIR/NAME.png (needs ".[report]")'
+    )
+    p.add_argument(
+        "--markdown",
+        nargs="?",
+        const="-",
+        metavar="PATH",
+        help="print a Markdown table of the final numbers per run (or write it to PATH)",
+    )
+    p.add_argument(
+        "--peak-flops",
+        type=float,
+        metavar="FLOP/S",
+        help="measured peak FLOP/s of the hardware, to show MFU (never guessed)",
+    )
+    p.set_defaults(handler=run_report)
 
 
 def parse_dotted_overrides(extra: list[str], allow: bool) -> list[tuple[str, Any]]:
@@ -273,7 +432,9 @@ def run_prepare(args: argparse.Namespace, overrides: list[tuple[str, Any]]) -> N
 def run_pretrain(args: argparse.Namespace, overrides: list[tuple[str, Any]]) -> None:
     from budgetlm import api
 
-    api.pretrain(_config_from_args(args, overrides), resume=args.resume)
+    settings = _resume_settings(args, overrides)
+    config = _config_from_args(args, overrides, resume_settings=settings)
+    api.pretrain(config, resume=args.resume, settings=settings)
 
 
 def run_continue(args: argparse.Namespace, overrides: list[tuple[str, Any]]) -> None:
@@ -292,16 +453,19 @@ def run_continue(args: argparse.Namespace, overrides: list[tuple[str, Any]]) -> 
         raise UserError("--resume continues a run with its saved config.yaml; pass only --out")
     if not args.resume and not (args.data or args.prepared or args.config):
         raise UserError("continue needs the new data: --data SOURCE... or --prepared DIR")
-    api.continue_pretraining(_config_from_args(args, overrides, flags), resume=args.resume)
+    settings = _resume_settings(args, overrides)
+    config = _config_from_args(args, overrides, flags, resume_settings=settings)
+    api.continue_pretraining(config, resume=args.resume, settings=settings)
 
 
 def _config_from_args(
     args: argparse.Namespace,
     overrides: list[tuple[str, Any]],
     flags: list[tuple[str, Any]] | None = None,
+    resume_settings: list[tuple[str, Any]] = (),
 ):
     """The run config: the YAML file, then the named flags, then --section.key overrides."""
-    from budgetlm.config import load_config
+    from budgetlm.config import RESUME_SETTINGS, load_config
 
     flags = list(flags or [])
     if args.data:
@@ -312,22 +476,37 @@ def _config_from_args(
         flags.append(("model.size", args.model))
     if args.budget:
         flags.append(("budget", args.budget))
+    if getattr(args, "mixture", None):
+        from budgetlm import api
+
+        flags.append(("data.weights", api.mixture_weights(args.mixture)))
     if args.out:
         out = Path(args.out)
         flags += [("out_dir", str(out.parent)), ("name", out.name)]
     if args.resume and (
         args.config
+        or getattr(args, "mixture", None)
         or args.data
         or args.prepared
         or getattr(args, "model", None)
         or args.budget
-        or overrides
+        or len(overrides) > len(resume_settings)
     ):
         raise UserError(
             "--resume continues a run with its saved config.yaml; pass only --out "
-            "(and nothing that changes the config)"
+            f"(and nothing that changes the config but {', '.join(RESUME_SETTINGS)})"
         )
     return load_config(args.config, flags + overrides)
+
+
+def _resume_settings(
+    args: argparse.Namespace, overrides: list[tuple[str, Any]]
+) -> list[tuple[str, Any]]:
+    """The overrides a --resume may apply (config.RESUME_SETTINGS: how steps run, e.g. sharded
+    or not); none without --resume."""
+    from budgetlm.config import RESUME_SETTINGS
+
+    return [(k, v) for k, v in overrides if k in RESUME_SETTINGS] if args.resume else []
 
 
 def run_generate(args: argparse.Namespace, overrides: list[tuple[str, Any]]) -> None:
@@ -380,6 +559,103 @@ def run_eval(args: argparse.Namespace, overrides: list[tuple[str, Any]]) -> None
         ]
         print(f"{task}: {', '.join(shown)} ({metrics.get('items', '?')} items)")
     print(f"written to {Path(args.run) / 'eval.json'}")
+
+
+def run_select(args: argparse.Namespace, overrides: list[tuple[str, Any]]) -> None:
+    from budgetlm import api
+
+    api.select(
+        args.out,
+        args.keep,
+        prepared=args.prepared,
+        target=args.target,
+        scores=args.scores,
+        method=args.method,
+        reference=args.reference,
+        general=args.general,
+        domains=[d for d in args.domains.split(",") if d.strip()] if args.domains else None,
+        proxy=args.proxy,
+        proxy_budget=args.proxy_budget,
+        score_tokens=args.score_tokens,
+        seed=args.seed,
+    )
+
+
+def run_mix_search(args: argparse.Namespace, overrides: list[tuple[str, Any]]) -> None:
+    from budgetlm import api
+    from budgetlm.config import load_config
+    from budgetlm.data.mixture_search import SearchSettings
+
+    if args.data and args.prepared:
+        raise UserError("pass --data SOURCE... or --prepared DIR, not both")
+    if not (args.data or args.prepared):
+        raise UserError("mix search needs the data: --data DOMAIN=SOURCE... or --prepared DIR")
+    flags: list[tuple[str, Any]] = [
+        ("model.size", args.proxy),
+        ("budget", args.budget),
+        ("train.seed", args.seed),
+    ]
+    if args.data:
+        flags.append(("data.sources", args.data))
+    else:
+        flags += [("data.prepared", args.prepared), ("data.sources", [])]
+    settings = SearchSettings(
+        trials=args.trials,
+        concentration=args.concentration,
+        max_epochs=_max_epochs(args.max_epochs),
+        final_budget=args.final_budget,
+        eval_only=list(args.eval_only),
+        regressor=args.regressor,
+        seed=args.seed,
+    )
+    config = load_config(args.config, flags + overrides)
+    result = api.mix_search(config, args.target, args.out, settings, workers=args.workers)
+    unc = result["uncertainty"]
+    print(f"{'domain':<12} {'weight':>7} {'± sd':>6}   natural  uniform")
+    for domain, weight in result["weights"].items():
+        sd = unc["weights_sd"].get(domain)
+        shown = f"{sd:6.3f}" if sd is not None else "     -"
+        natural = result["references"]["natural"]["weights"][domain]
+        uniform = result["references"]["uniform"]["weights"][domain]
+        print(f"{domain:<12} {weight:7.3f} {shown}   {natural:7.3f}  {uniform:7.3f}")
+    refs = ", ".join(
+        f"{name} {ref['predicted_loss']:.4f}" for name, ref in result["references"].items()
+    )
+    print(
+        f"predicted target loss {result['predicted_loss']:.4f} ± {unc['predicted_loss_sd']:.4f} "
+        f"(predicted for {refs}); leave-one-out rank correlation of the fit "
+        f"{result['fit']['loo_spearman']:.2f} over {result['fit']['trials']} trials"
+    )
+    print(f"written to {Path(args.out) / 'mix.json'}; train with --mixture {args.out}/mix.json")
+
+
+def _max_epochs(values: list[str] | None) -> dict[str, float]:
+    """--max-epochs N (every domain) or DOMAIN=N ... as {domain or "*": N}."""
+    limits: dict[str, float] = {}
+    for value in values or []:
+        domain, _, number = value.rpartition("=")
+        try:
+            limits[domain or "*"] = float(number)
+        except ValueError:
+            raise UserError(
+                f"--max-epochs {value}: give a number (4) or DOMAIN=NUMBER (code=2)"
+            ) from None
+    return limits
+
+
+def run_report(args: argparse.Namespace, overrides: list[tuple[str, Any]]) -> None:
+    from budgetlm import api
+
+    files = api.report(
+        args.runs, out=args.out, png=args.png, markdown=args.markdown, peak_flops=args.peak_flops
+    )
+    if args.markdown == "-":
+        print(files.markdown, end="")
+    print(f"report written to {files.html} ({len(files.figures)} plots)")
+    if files.pngs:
+        print(f"{len(files.pngs)} PNG plots written to {args.png}")
+    if files.markdown_path:
+        print(f"Markdown table written to {files.markdown_path}")
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import torch
 from budgetlm.budget.controller import BudgetController
 from budgetlm.budget.spec import parse_budget
 from budgetlm.config import RunConfig, save_config
+from budgetlm.curriculum import build_curriculum
 from budgetlm.data.mixture import TrainingData
 from budgetlm.data.sampler import MixtureSampler
 from budgetlm.data.tokenizer import TOKENIZER_FILE, Tokenizer
@@ -104,6 +105,10 @@ def run_training(
         max_epochs=config.data.max_epochs,
         schedule=config.data.schedule,
     )
+    curriculum = build_curriculum(  # skill curricula (Skill-it); None unless data.curriculum
+        config, sampler, data.train, data.val, model, device, trainer_autocast(config, device),
+        dist, sharded,
+    )  # fmt: skip
     tokens_per_step = config.train.batch_size * config.model.seq_len
     planner = BudgetController(
         budget, tokens_per_step, flops_per_token(config.model) * tokens_per_step
@@ -145,6 +150,7 @@ def run_training(
             guard=config.guard,
             dist=dist,
             host_model=(lambda: Decoder(config.model)) if sharded else None,
+            after_step=curriculum.after_step if curriculum else None,
         )
         if resume:
             restore_latest(trainer, run_dir, log)
@@ -169,6 +175,10 @@ def run_training(
             old_domains=data.old_domains,
             **(start_fields or {}),
         )
+        if curriculum is not None:  # the skills graph (maybe from probe runs paid from the budget)
+            budget = planner.budget = curriculum.start(
+                run_dir, trainer.state.step, budget, planner, metrics, log
+            )
         setup_seconds = time.perf_counter() - t0
         log(
             f"training {config.model.size} ({params['total']:,} parameters) on "

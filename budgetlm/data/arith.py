@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from budgetlm.data.documents import Document
@@ -224,15 +224,24 @@ def _draw(skill: str, rng: random.Random, held_out: bool) -> tuple[str, str]:
 
 
 def arith_documents(
-    seed: int = 0, problems_per_document: int = 32, documents_per_skill: int = 400
+    seed: int = 0,
+    problems_per_document: int = 32,
+    documents_per_skill: int = 400,
+    skills: Sequence[str] | None = None,
 ) -> Iterator[Document]:
     """Training documents, one skill's problems per document, one per line; skills interleaved.
 
     The defaults give 11 skills x 400 documents x 32 problems = 4400 documents, about 1.8 MB.
+    `skills` keeps only those skills' documents (each skill has its own random stream, so they
+    are exactly the documents of those skills in the full corpus).
     """
-    rngs = {name: random.Random(f"builtin:arith:{seed}:{name}") for name in SKILLS}
+    for name in skills or ():
+        _check_skill(name)
+    chosen = [name for name in SKILLS if skills is None or name in skills]
+    rngs = {name: random.Random(f"builtin:arith:{seed}:{name}") for name in chosen}
     for index in range(documents_per_skill):
-        for name, skill in SKILLS.items():
+        for name in chosen:
+            skill = SKILLS[name]
             lines = (
                 "".join(_draw(name, rngs[name], held_out=False))
                 for _ in range(problems_per_document)

@@ -68,7 +68,10 @@ _BLOCK_TAGS = frozenset(
 
 
 def builtin_documents(name: str) -> Iterator[Document]:
-    """The documents of built-in corpus `name` ("code", "prose" or "arith", no prefix)."""
+    """The documents of built-in corpus `name` ("code", "prose" or "arith", no prefix);
+    "arith/SKILL" is one arithmetic skill's part of "arith" (to make each skill a domain)."""
+    if name.startswith("arith/"):
+        return arith_documents(skills=[name.split("/", 1)[1]])
     if name == "code":
         return code_documents()
     if name == "prose":

@@ -57,6 +57,30 @@ class DataConfig:
     schedule: list[MixtureStage] | None = None
     """Weights changing over training (a curriculum): stages of {until: FRACTION, weights: {...}}
     ending at 1.0; overrides `weights`."""
+    skills: list[str] | None = None
+    """Domains that are skills for a curriculum (e.g. one per `builtin:arith/SKILL` source);
+    default: every domain. Other domains keep their share of the mixture."""
+    skill_graph: dict[str, dict[str, float]] | str | None = None
+    """Which skill helps which: {i: {j: A_ij}} (training on i lowers j's loss by A_ij; unlisted
+    entries 0, the diagonal 1), a JSON file of that or of {skills: [...], matrix: [[...]]} (e.g.
+    a run's skill_graph.json), or "prerequisites" (builtin:arith's). Default: estimated by short
+    probe runs at the start, saved as skill_graph.json in the run directory (data/skills.py)."""
+    curriculum: str = "none"
+    """"none", or "skillit": online Skill-it ("Skill-it! A Data-Driven Skills Framework for
+    Understanding and Training Language Models", Chen et al., 2023) adapts the skills' weights
+    to their validation losses through the graph: w_i <- w_i exp(eta sum_j A_ij L_j)."""
+    curriculum_eta: float = 0.1
+    """Step size of the Skill-it update (0 keeps the weights)."""
+    curriculum_every: int = 50
+    """Optimizer steps between weight updates (there is one more before the first step)."""
+    curriculum_targets: list[str] | None = None
+    """Skills whose validation loss the curriculum lowers (Skill-it's evaluation skills, e.g. the
+    hardest one); default: every skill."""
+    curriculum_tokens: int = 4096
+    """Validation tokens per target skill scored for each update (and per skill by the probes)."""
+    skill_probe_steps: int = 10
+    """Optimizer steps on each skill alone when the graph is estimated; they are paid from the
+    budget, so the run itself gets that much less."""
     seed: int = 0
     """Seed of the train/validation split."""
     clean: CleaningConfig = field(default_factory=CleaningConfig)

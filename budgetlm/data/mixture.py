@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from budgetlm.data.dataset import PreparedDataset
+from budgetlm.data.sampler import normalise_weights
 from budgetlm.errors import UserError
 
 
@@ -41,13 +42,21 @@ def from_dataset(dataset: PreparedDataset, weights: dict[str, float] | None) -> 
     )
 
 
-def with_replay(new: PreparedDataset, old: PreparedDataset | None, ratio: float) -> TrainingData:
-    """New-domain data mixed with a `ratio` share of replayed old-domain data (each side split by
-    token share); old domains are always evaluated, to measure forgetting ("Simple and Scalable
-    Strategies to Continually Pre-train Large Language Models", Ibrahim et al., 2024)."""
+def with_replay(
+    new: PreparedDataset,
+    old: PreparedDataset | None,
+    ratio: float,
+    new_weights: dict[str, float] | None = None,
+) -> TrainingData:
+    """New-domain data mixed with a `ratio` share of replayed old-domain data (the new side split
+    by `new_weights`, default by token share; the old side by token share); old domains are
+    always evaluated, to measure forgetting ("Simple and Scalable Strategies to Continually
+    Pre-train Large Language Models", Ibrahim et al., 2024)."""
     if not 0 <= ratio < 1:
         raise UserError(f"replay ratio {ratio} must be in [0, 1); e.g. --replay-ratio 0.25")
-    data = from_dataset(new, None)
+    new_tokens = new.token_counts("train")
+    shares = normalise_weights(new_weights, new_tokens)
+    data = from_dataset(new, shares if new_weights is not None else None)
     if old is None:
         return data
     clash = sorted(set(new.domains) & set(old.domains))
@@ -56,8 +65,7 @@ def with_replay(new: PreparedDataset, old: PreparedDataset | None, ratio: float)
             f"domain(s) {', '.join(clash)} are in both the new data and the replayed data; name "
             f"the new source differently, e.g. --data new_{clash[0]}=PATH"
         )
-    new_tokens = new.token_counts("train")
-    weights = {d: (1 - ratio) * n / sum(new_tokens.values()) for d, n in new_tokens.items()}
+    weights = {d: (1 - ratio) * shares[d] for d in new_tokens}
     old_tokens = old.token_counts("train")
     for d in old.domains:
         data.val[d] = old.tokens("val", d)

@@ -86,6 +86,15 @@ class MixtureSampler:
         total = sum(active.values())
         return {d: active.get(d, 0.0) / total if total else 0.0 for d in self.domains}
 
+    def set_weights(self, weights: Mapping[str, float]) -> None:
+        """Mix by these weights from now on (an online curriculum, e.g. Skill-it): the
+        interleaving restarts from the current sample counts, as at a new schedule stage. The
+        weights are part of the state, so a resumed run continues with them."""
+        if self.stages:
+            raise ValueError("set_weights on a sampler that follows a weight schedule")
+        self.weights = normalise_weights(weights, {d: len(s) for d, s in self.streams.items()})
+        self.stage_start = dict(self.served)
+
     def epochs(self) -> dict[str, float]:
         """Passes made over each domain so far (1.0 = every window seen once)."""
         return {d: self.served[d] / self.windows[d] for d in self.domains}
@@ -97,6 +106,7 @@ class MixtureSampler:
             "seq_len": self.seq_len,
             "stage": self.stage,
             "stage_start": dict(self.stage_start),
+            "weights": dict(self.weights),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -112,6 +122,8 @@ class MixtureSampler:
         self.stage_start = {d: int(c) for d, c in state.get("stage_start", {}).items()} or {
             d: 0 for d in self.domains
         }
+        if "weights" in state:  # checkpoints written before set_weights existed lack them
+            self.weights = {d: float(w) for d, w in state["weights"].items()}
 
     def _enter_stage(self, progress: float) -> None:
         if not self.stages:

@@ -1,7 +1,8 @@
 """Data sources: parse `[DOMAIN=]LOCATION` specs and stream their documents.
 
 A LOCATION is one of
-- `builtin:NAME`, a corpus shipped with budgetlm;
+- `builtin:NAME`, a corpus shipped with budgetlm; `builtin:arith/SKILL` is one arithmetic skill
+  of `builtin:arith` (its domain defaults to the skill's name, so each skill can be a domain);
 - `hf:NAME` or `hf:ORG/NAME[:SPLIT]`, a Hugging Face hub dataset streamed with `datasets` (split
   `train` by default; the only source that uses the network);
 - a folder saved by `datasets`' `save_to_disk` (it holds `state.json` and `dataset_info.json`,
@@ -172,6 +173,18 @@ def _check_domain(domain: str, spec: str) -> None:
 def _builtin_source(spec: str, domain: str | None, name: str) -> Source:
     from budgetlm.data.builtin import BUILTIN_NAMES  # written alongside; imported lazily
 
+    if name.startswith("arith/"):  # one skill of builtin:arith, as its own domain
+        from budgetlm.data.arith import SKILLS
+
+        skill = name.split("/", 1)[1]
+        if skill not in SKILLS:
+            raise UserError(
+                f"source '{spec}': builtin:arith has no skill '{skill}'{closest(skill, SKILLS)}; "
+                f"fix: use one of {', '.join(SKILLS)}"
+            )
+        source = Source(spec, domain or skill, "builtin", [], explicit=False)
+        _check_domain(source.domain, spec)
+        return source
     if name not in BUILTIN_NAMES:
         known = ", ".join(f"builtin:{n}" for n in BUILTIN_NAMES)
         raise UserError(

@@ -76,6 +76,9 @@ def summarize(run_dir: str | Path) -> str:
     if continual is not None:
         lines += continual_lines(continual, start)
     lines.append(f"samples: {Path(run_dir) / 'samples.txt'}")
+    lines.append(
+        f"plots and tables: `budgetlm report {run_dir}` writes {Path(run_dir) / 'report.html'}"
+    )
     return "\n".join(lines)
 
 

@@ -123,6 +123,7 @@ class Trainer:
         guard: GuardConfig | None = None,
         dist: Distributed | None = None,
         host_model: Callable[[], torch.nn.Module] | None = None,
+        after_step: Callable[[int], None] | None = None,
     ) -> None:
         """`model` may be sharded with FSDP2 (train/sharding.py); `host_model` then builds an
         unsharded copy on the CPU, which checkpoints are written from and read into."""
@@ -154,6 +155,10 @@ class Trainer:
         self.device, self.seq_len = device, seq_len
         self.extra_state = extra_state
         self.extra_evaluation = extra_evaluation
+        # Called with the step number after each optimizer step but the last, before that step's
+        # evaluation and checkpoint (e.g. to re-weight the data mixture; whatever it changes
+        # must be in the batch source's state to be checkpointed and rolled back).
+        self.after_step = after_step
         self.eval_fractions = evaluation.fractions()
         self.accum = train.batch_size // world // train.micro_batch_size
         self.tokens_per_step = train.batch_size * seq_len
@@ -254,6 +259,8 @@ class Trainer:
                 self._loss_sum.zero_()
                 self._logged = (s.step, self._elapsed())
             if s.step < s.total_steps:
+                if self.after_step is not None:
+                    self.after_step(s.step)
                 self._maybe_checkpoint_pre_decay()
                 self._maybe_evaluate()
                 self._maybe_checkpoint()

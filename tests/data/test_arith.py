@@ -151,3 +151,13 @@ def test_unknown_skill_raises_with_hint() -> None:
         make_problem("add_2digits", random.Random(0))
     with pytest.raises(UserError, match="valid skills: add_1digit"):
         arith_eval_set("division", 10)
+
+
+def test_documents_of_some_skills_are_exactly_theirs_in_the_full_corpus(
+    docs: list[Document],
+) -> None:
+    chosen = ["compare", "add_2digit"]
+    part = list(arith_documents(skills=chosen))
+    assert part == [d for d in docs if d.meta["skill"] in chosen]
+    with pytest.raises(UserError, match="unknown arithmetic skill 'add_2'"):
+        list(arith_documents(skills=["add_2"]))

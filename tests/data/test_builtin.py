@@ -120,6 +120,11 @@ def test_arith_is_exposed_as_builtin() -> None:
     assert list(islice(builtin_documents("arith"), 30)) == list(islice(arith_documents(), 30))
 
 
+def test_arith_skill_is_exposed_as_builtin() -> None:
+    whole = [d for d in islice(arith_documents(), 110) if d.meta["skill"] == "add_2digit"]
+    assert list(islice(builtin_documents("arith/add_2digit"), 10)) == whole
+
+
 def test_strip_docstrings_keeps_code_and_indentation() -> None:
     source = (
         '"""Module doc."""\n'

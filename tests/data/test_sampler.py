@@ -132,3 +132,46 @@ def test_limit_and_schedule_errors():
         MixtureSampler(streams(), 10, schedule=[MixtureStage(0.5, {"a": 1, "b": 1})])
     with pytest.raises(UserError, match=r"no weight for domain\(s\) b"):
         MixtureSampler(streams(), 10, schedule=[MixtureStage(1.0, {"a": 1})])
+
+
+def test_set_weights_mixes_by_the_new_weights_from_then_on():
+    s = MixtureSampler(streams(), seq_len=10, weights={"a": 1, "b": 1}, seed=0)
+    s.next_batch(10)
+    assert s.served == {"a": 5, "b": 5}
+    s.set_weights({"a": 3, "b": 1})
+    assert s.weights == {"a": 0.75, "b": 0.25} and s.current_weights() == s.weights
+    batch = s.next_batch(20)
+    from_a = (batch[:, 0] < 2000).cumsum()
+    n = np.arange(1, 21)
+    assert np.all(np.abs(from_a - 0.75 * n) <= 1)  # every prefix since the change follows 3:1
+    assert s.served == {"a": 20, "b": 10}
+    with pytest.raises(UserError, match="unknown domain 'c'"):
+        s.set_weights({"a": 1, "b": 1, "c": 1})
+
+
+def test_weights_set_online_are_restored_on_resume():
+    def run(sampler, start, stop):
+        batches = []
+        for i in range(start, stop):
+            if i == 5:
+                sampler.set_weights({"a": 1, "b": 4})
+            batches.append(sampler.next_batch(6))
+        return batches
+
+    expected = run(MixtureSampler(streams(), 10, seed=2), 0, 12)
+    first = MixtureSampler(streams(), 10, seed=2)
+    got = run(first, 0, 8)
+    resumed = MixtureSampler(streams(), 10, seed=2)
+    resumed.load_state_dict(first.state_dict())
+    assert resumed.weights == {"a": 0.2, "b": 0.8}
+    got += run(resumed, 8, 12)
+    for a, b in zip(expected, got, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_set_weights_refuses_a_scheduled_sampler():
+    from budgetlm.data.sampler import MixtureStage
+
+    s = MixtureSampler(streams(), 10, schedule=[MixtureStage(1.0, {"a": 1, "b": 1})])
+    with pytest.raises(ValueError, match="weight schedule"):
+        s.set_weights({"a": 1, "b": 1})

@@ -105,6 +105,16 @@ def test_builtin_spec(fake_builtin: None) -> None:
     assert parse_source("stories=builtin:prose").domain == "stories"
 
 
+def test_one_arith_skill_is_a_source_whose_domain_is_the_skill() -> None:
+    assert parse_source("builtin:arith/add_2digit").domain == "add_2digit"
+    assert parse_source("x=builtin:arith/add_2digit").domain == "x"
+    docs, _ = read_all("builtin:arith/mul_1digit")
+    assert len(docs) == 400 and {d.meta["skill"] for d in docs} == {"mul_1digit"}
+    assert {d.domain for d in docs} == {"mul_1digit"}
+    with pytest.raises(UserError, match=r"builtin:arith has no skill 'add_2digits' \(did you"):
+        parse_source("builtin:arith/add_2digits")
+
+
 def test_builtin_documents_take_the_source_domain(fake_builtin: None) -> None:
     docs, report = read_all("stories=builtin:prose")
     assert [d.text for d in docs] == ["first prose text", "second prose text"]

@@ -1,0 +1,114 @@
+"""Train many small proxy runs (one per candidate mixture of a mixture search) in a pool of
+worker processes, each with its share of the CPU threads. Resumable: a run whose
+metrics.jsonl has its end record is read, not trained again; an unfinished one is started over
+(proxies keep no intermediate checkpoints, they are short).
+
+Only local processes: there is no torch.distributed or Ray backend for spreading proxies over
+a cluster.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import json
+import multiprocessing
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from budgetlm.config import RunConfig
+
+Log = Callable[[str], None]
+
+
+def run_dir_of(config: RunConfig) -> Path:
+    return Path(config.out_dir) / str(config.name)
+
+
+def finished_record(run_dir: Path) -> dict[str, Any] | None:
+    """The end record of a finished run, or None."""
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return None
+    end = None
+    for line in path.read_text(encoding="utf-8").splitlines():
+        with contextlib.suppress(json.JSONDecodeError):  # a line cut by a kill
+            record = json.loads(line)
+            if record.get("type") == "end":
+                end = record
+    return end
+
+
+def worker_threads(workers: int) -> int:
+    """Torch threads per worker: this process's threads shared out (at least one each)."""
+    return max(1, torch.get_num_threads() // workers)
+
+
+def run_proxies(configs: list[RunConfig], workers: int, log: Log) -> dict[str, dict[str, Any]]:
+    """Train every config not finished yet (`workers` at a time, in-process when 1); returns
+    each run's end record by run name. Worker output goes to RUN_DIR.log beside the run."""
+    results: dict[str, dict[str, Any]] = {}
+    pending = []
+    for config in configs:
+        run_dir = run_dir_of(config)
+        end = finished_record(run_dir)
+        if end is not None:
+            results[str(config.name)] = end
+            continue
+        if run_dir.exists():  # killed before its end: nothing to resume from, start over
+            shutil.rmtree(run_dir)
+        pending.append(config)
+    if results:
+        log(f"{len(results)} of {len(configs)} proxy runs already finished; not training them")
+    done = len(results)
+    if workers == 1:
+        for config in pending:
+            results[str(config.name)] = train_proxy(config, str(run_dir_of(config)) + ".log")
+            done += 1
+            _report(config, results[str(config.name)], done, len(configs), log)
+        return results
+    threads = worker_threads(workers)
+    log(f"training {len(pending)} proxies in {workers} processes x {threads} threads")
+    context = multiprocessing.get_context("spawn")  # fork after torch threads is unsafe
+    with concurrent.futures.ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_init_worker, initargs=(threads,)
+    ) as pool:
+        futures = {pool.submit(train_proxy, c, str(run_dir_of(c)) + ".log"): c for c in pending}
+        try:
+            for future in concurrent.futures.as_completed(futures):
+                config = futures[future]
+                results[str(config.name)] = future.result()
+                done += 1
+                _report(config, results[str(config.name)], done, len(configs), log)
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+    return results
+
+
+def train_proxy(config: RunConfig, log_file: str) -> dict[str, Any]:
+    """Pre-train one proxy run and return its end record; its output goes to `log_file`."""
+    from budgetlm import api  # api orchestrates mixture searches: imported here, not above
+
+    Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+    with (
+        open(log_file, "w", encoding="utf-8") as out,
+        contextlib.redirect_stdout(out),
+        contextlib.redirect_stderr(out),
+    ):
+        api.pretrain(config, log=print)
+    return finished_record(run_dir_of(config)) or {}
+
+
+def _init_worker(threads: int) -> None:
+    torch.set_num_threads(threads)
+
+
+def _report(config: RunConfig, end: dict[str, Any], done: int, total: int, log: Log) -> None:
+    losses = ", ".join(f"{d} {v:.3f}" for d, v in end.get("val_loss", {}).items())
+    log(f"proxy {done}/{total} {config.name}: {losses}")
