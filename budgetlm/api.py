@@ -11,8 +11,16 @@ from typing import Any
 
 import torch
 
+from budgetlm.averager import average_last, soup
+from budgetlm.budget.planner import Plan
 from budgetlm.budget.recipes import Recipe, get_recipe
-from budgetlm.config import RESUME_SETTINGS, RunConfig, load_config, write_text_atomic
+from budgetlm.config import (
+    RESUME_SETTINGS,
+    RunConfig,
+    load_config,
+    save_config,
+    write_text_atomic,
+)
 from budgetlm.data.cache import prepare_cached
 from budgetlm.data.config import CleaningConfig
 from budgetlm.data.dataset import PreparedDataset
@@ -27,13 +35,15 @@ from budgetlm.evaluate.exact_match import exact_match, tokenize_items
 from budgetlm.evaluate.harness import HarnessScorer, resolve_tasks, run_tasks
 from budgetlm.evaluate.heldout import heldout_loss
 from budgetlm.evaluate.scoring import document_losses
+from budgetlm.grower import open_growth_source
 from budgetlm.mixer import search_mixture
+from budgetlm.model.config import AUTO_SIZE
 from budgetlm.model.decoder import Decoder
 from budgetlm.model.generate import generate as sample_tokens
 from budgetlm.parent import HF_DEFAULT_LR, Parent, open_parent
+from budgetlm.planning import plan_run, plan_table
 from budgetlm.report.build import ReportFiles, make_report
 from budgetlm.report.summary import read_metrics
-from budgetlm.selector import select_data
 from budgetlm.runner import (
     RunResult,
     find_resume_dir,
@@ -41,6 +51,7 @@ from budgetlm.runner import (
     run_training,
     trainer_autocast,
 )
+from budgetlm.selector import select_data
 from budgetlm.train.checkpoint import (
     latest_checkpoint,
     load_weights,
@@ -97,8 +108,24 @@ def pretrain(
             return continue_pretraining(config, resume=True, log=log)
     elif config.continual.from_run:
         raise UserError("continual.from_run is set: use `budgetlm continue` for continued training")
+    grow = None
+    if config.growth.from_run and not resume:  # checked before any data work
+        grow = open_growth_source(config.growth.from_run, config.model)
+        config.model = grow.target
+        log(
+            f"growing {grow.path} ({grow.config.model.n_layers} layers, {grow.checkpoint.name}) "
+            f"{grow.factor}x deeper to {grow.target.n_layers} layers by stacking its blocks; "
+            "the optimizer starts fresh"
+        )
+    tokenizer = grow.tokenizer if grow else None  # a grown run keeps the small run's tokenizer
+    if resume and config.growth.from_run:
+        tokenizer = run_dir / TOKENIZER_FILE
     t0 = time.perf_counter()
-    dataset = _open_data(config, tokenizer=None, log=log)
+    dataset = _open_data(config, tokenizer=tokenizer, log=log)
+    if config.model.size == AUTO_SIZE:
+        planned, planned_config, law_name = plan_run(config, dataset, log=log)
+        log(plan_table(planned, law_name))
+        config = planned_config
     data = from_dataset(dataset, config.data.weights)
     return run_training(
         config,
@@ -107,7 +134,9 @@ def pretrain(
         run_dir,
         log,
         data_seconds=time.perf_counter() - t0,
+        init=grow.init if grow else None,
         extra_evaluation=_arith_evaluation(dataset.tokenizer, [dataset]),
+        start_fields=grow.start_fields() if grow else None,
     )
 
 
@@ -126,6 +155,11 @@ def continue_pretraining(
     if resume:
         run_dir, config = _resume(config, log, settings)
     cont = config.continual
+    if config.growth.from_run:
+        raise UserError(
+            "growth.from_run (--grow-from) starts a `budgetlm pretrain` run; `continue` trains "
+            "the model of --from as it is"
+        )
     if not cont.from_run:
         raise UserError(
             "continue needs --from RUN_DIR|HF_DIR: the budgetlm run or Hugging Face model to "
@@ -350,10 +384,47 @@ def mix_search(
     return search_mixture(config, dataset, target, out, settings, workers, log)
 
 
+def plan(
+    config: RunConfig,
+    out: str | Path | None = None,
+    law: str | Path | None = None,
+    log: Log = print,
+) -> tuple[Plan, RunConfig]:
+    """What to train with config.budget on this machine: measures candidate model sizes' speed
+    (cached), sizes the model by a scaling law, picks batch and LR, prints the alternatives and
+    writes the run config to `out` (for `budgetlm pretrain --config`)."""
+    dataset = _open_data(config, tokenizer=None, log=log)
+    planned, planned_config, law_name = plan_run(config, dataset, law, log)
+    log(plan_table(planned, law_name))
+    if out is not None:
+        save_config(planned_config, out)
+        log(f"config written to {out}: run it with `budgetlm pretrain --config {out}`")
+    return planned, planned_config
+
+
 def mixture_weights(path: str | Path) -> dict[str, float]:
     """The weights of a mix.json (checked to be non-negative and sum to one), for
     data.weights; the domains are checked against the data when a run opens it."""
     return read_mixture_weights(path)
+
+
+def average(
+    out: str | Path,
+    run: str | Path | None = None,
+    last: int | None = None,
+    runs: list[str | Path] | None = None,
+    log: Log = print,
+) -> dict[str, Any]:
+    """Write `out`, a run directory whose model is the uniform average of `run`'s last `last`
+    checkpoints (all when None; LAWA), or of the final models of `runs` (a model soup); see
+    averager.py. Returns the record of what was averaged."""
+    if (run is None) == (not runs):
+        raise UserError("pass --run RUN [--last K] to average checkpoints, or --runs RUN_A RUN_B")
+    if runs:
+        if last is not None:
+            raise UserError("--last applies to --run RUN; a soup averages each run's final model")
+        return soup(list(runs), out, log)
+    return average_last(run, out, last, log)
 
 
 def report(
@@ -583,4 +654,5 @@ __all__ = [
     "mix_search",
     "mixture_weights",
     "report",
+    "average",
 ]

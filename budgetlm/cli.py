@@ -97,13 +97,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="YAML config file (e.g. a run's config.yaml)")
     p.add_argument("--data", nargs="+", metavar="SRC", help="text sources (see `prepare`)")
     p.add_argument("--prepared", metavar="DIR", help="a prepared dataset directory")
-    p.add_argument("--model", metavar="SIZE", help="nano, micro, tiny, small, medium, base")
+    p.add_argument(
+        "--model",
+        metavar="SIZE",
+        help="nano, micro, tiny, small, medium, base, or auto (chosen by `budgetlm plan`; the "
+        "default when --budget is given; nano otherwise)",
+    )
     p.add_argument("--budget", help="90s, 5m, 2h, 50Mtok, 1e15flop or 2000steps (default 5m)")
     p.add_argument("--out", metavar="DIR", help="run directory (default runs/<size>-<time>)")
     p.add_argument(
         "--mixture",
         metavar="MIX_JSON",
         help="train with the domain weights of a mix.json from `budgetlm mix search`",
+    )
+    p.add_argument(
+        "--grow-from",
+        metavar="RUN",
+        help="start from this smaller finished run's model, its blocks stacked to the deeper "
+        "--model.n_layers (same widths; G_stack model growth); the optimizer starts fresh",
     )
     p.add_argument(
         "--resume", action="store_true", help="continue a killed run from its last checkpoint"
@@ -252,7 +263,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=run_select)
     _add_mix_parser(sub)
     _add_report_parser(sub)
+    _add_average_parser(sub)
+    _add_plan_parser(sub)
     return parser
+
+
+def _add_plan_parser(sub: Any) -> None:
+    """`budgetlm plan`: which model, tokens, batch and LR a budget buys on this machine."""
+    p = sub.add_parser(
+        "plan",
+        help="what to train with a budget on this machine (writes a config)",
+        description="Measure this machine's training speed for candidate model sizes (a few "
+        "seconds each, cached), size the model for the budget by a scaling law (Chinchilla's, "
+        "or the one `budgetlm scale` fitted on your runs), pick batch size and LR, warn when the "
+        "data would repeat too often, print the alternatives and write a config that "
+        "`budgetlm pretrain --config` runs as is.",
+    )
+    p.add_argument("--budget", required=True, help="e.g. 30m, 8h, 1e16flop or 50Mtok")
+    p.add_argument("--data", nargs="+", metavar="SRC", help="text sources (default: built-in)")
+    p.add_argument("--prepared", metavar="DIR", help="a prepared dataset directory")
+    p.add_argument(
+        "--hardware", default="auto", help="auto (GPU when there is one), cpu or cuda"
+    )
+    p.add_argument("--law", metavar="JSON", help="a scaling_law.json from `budgetlm scale`")
+    p.add_argument("--out", default="plan.yaml", help="config file to write (default plan.yaml)")
+    p.set_defaults(handler=run_plan)
+
+
+def run_plan(args: argparse.Namespace, overrides: list[tuple[str, Any]]) -> None:
+    from budgetlm import api
+    from budgetlm.config import load_config
+
+    flags: list[tuple[str, Any]] = [("budget", args.budget), ("train.device", args.hardware)]
+    if args.data:
+        flags.append(("data.sources", args.data))
+    if args.prepared:
+        flags += [("data.prepared", args.prepared), ("data.sources", [])]
+    config = load_config(None, flags + overrides)
+    api.plan(config, out=args.out, law=args.law)
 
 
 def _add_mix_parser(sub: Any) -> None:
@@ -318,7 +366,7 @@ def _add_mix_parser(sub: Any) -> None:
     p.add_argument("--config", help="YAML config of the proxy runs")
     p.add_argument("--out", required=True, metavar="DIR", help="search directory (resumable)")
     p.set_defaults(handler=run_mix_search)
-    mix.set_defaults(handler=lambda args, overrides: mix.print_help())
+    mix.set_defaults(handler=_missing_mix_command)
 
 
 def _add_report_parser(sub: Any) -> None:
@@ -353,6 +401,29 @@ def _add_report_parser(sub: Any) -> None:
         help="measured peak FLOP/s of the hardware, to show MFU (never guessed)",
     )
     p.set_defaults(handler=run_report)
+
+
+def _add_average_parser(sub: Any) -> None:
+    """`budgetlm average`: checkpoint averaging (LAWA) and model soups, as a new run."""
+    p = sub.add_parser(
+        "average",
+        help="average a run's last checkpoints, or several runs' final models, into a new run",
+        description="Write a new run directory whose model is the uniform average of a run's "
+        "last K checkpoints (--run; LAWA: helps most for constant-LR runs or within a decay) or "
+        "of several runs' final models (--runs; a model soup: needs one shape and tokenizer, "
+        "and runs continued from one common checkpoint). Evaluate it with `budgetlm eval`.",
+    )
+    p.add_argument("--run", metavar="DIR", help="the run whose checkpoints to average")
+    p.add_argument(
+        "--last",
+        type=int,
+        metavar="K",
+        help="average the newest K checkpoints (default: all the run kept; keep more with "
+        "--checkpoint.every 0.05 --checkpoint.keep_last K when training)",
+    )
+    p.add_argument("--runs", nargs="+", metavar="DIR", help="runs whose final models to average")
+    p.add_argument("--out", required=True, metavar="DIR", help="the run directory to create")
+    p.set_defaults(handler=run_average)
 
 
 def parse_dotted_overrides(extra: list[str], allow: bool) -> list[tuple[str, Any]]:
@@ -433,7 +504,10 @@ def run_pretrain(args: argparse.Namespace, overrides: list[tuple[str, Any]]) -> 
     from budgetlm import api
 
     settings = _resume_settings(args, overrides)
-    config = _config_from_args(args, overrides, resume_settings=settings)
+    if args.grow_from and args.resume:
+        raise UserError("--resume continues a run with its saved config.yaml; drop --grow-from")
+    flags = [("growth.from_run", args.grow_from)] if args.grow_from else []
+    config = _config_from_args(args, overrides, flags, resume_settings=settings)
     api.pretrain(config, resume=args.resume, settings=settings)
 
 
@@ -474,6 +548,13 @@ def _config_from_args(
         flags += [("data.prepared", args.prepared), ("data.sources", [])]
     if getattr(args, "model", None):
         flags.append(("model.size", args.model))
+    elif (
+        args.command == "pretrain"
+        and args.budget
+        and not args.config
+        and not any(key.startswith("model.") for key, _ in overrides)
+    ):
+        flags.append(("model.size", "auto"))  # a budget without a model: the planner sizes it
     if args.budget:
         flags.append(("budget", args.budget))
     if getattr(args, "mixture", None):
@@ -581,6 +662,10 @@ def run_select(args: argparse.Namespace, overrides: list[tuple[str, Any]]) -> No
     )
 
 
+def _missing_mix_command(args: argparse.Namespace, overrides: list[tuple[str, Any]]) -> None:
+    raise UserError("mix needs a command: `budgetlm mix search ...` (see `budgetlm mix --help`)")
+
+
 def run_mix_search(args: argparse.Namespace, overrides: list[tuple[str, Any]]) -> None:
     from budgetlm import api
     from budgetlm.config import load_config
@@ -641,6 +726,13 @@ def _max_epochs(values: list[str] | None) -> dict[str, float]:
                 f"--max-epochs {value}: give a number (4) or DOMAIN=NUMBER (code=2)"
             ) from None
     return limits
+
+
+def run_average(args: argparse.Namespace, overrides: list[tuple[str, Any]]) -> None:
+    from budgetlm import api
+
+    api.average(args.out, run=args.run, last=args.last, runs=args.runs)
+    print(f"evaluate it with `budgetlm eval --run {args.out}`")
 
 
 def run_report(args: argparse.Namespace, overrides: list[tuple[str, Any]]) -> None:

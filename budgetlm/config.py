@@ -48,6 +48,17 @@ class ContinualConfig:
 
 
 @dataclass
+class GrowthConfig:
+    """Model growth (G_stack, Du et al., "Stacking Your Transformers: A Closer Look at Model
+    Growth for Efficient LLM Pre-Training", 2024): a pre-training run starts from a smaller
+    trained run's final model with its blocks repeated to model.n_layers."""
+
+    from_run: str | None = None
+    """A finished budgetlm run of the same widths whose n_layers divides model.n_layers (2x or
+    more); the optimizer and the schedule start fresh."""
+
+
+@dataclass
 class RunConfig:
     """Everything a run needs; `budgetlm pretrain --config run.yaml` reproduces a run."""
 
@@ -65,6 +76,8 @@ class RunConfig:
     continual: ContinualConfig = field(default_factory=ContinualConfig)
     guard: GuardConfig = field(default_factory=GuardConfig)
     """Loss-spike and NaN guard: roll back and skip the offending batches (train/guard.py)."""
+    growth: GrowthConfig = field(default_factory=GrowthConfig)
+    """Start from a smaller trained run's blocks stacked depthwise (grower.py)."""
 
 
 def to_dict(config: Any) -> dict[str, Any]:

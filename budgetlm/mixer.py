@@ -184,7 +184,7 @@ def search_mixture(
             "tokens": proxy_tokens,
             "seed": config.train.seed,
         },
-        "data": str(dataset.path),
+        "data": str(dataset.path.resolve()),
         "trials": [
             {
                 "trial": c.name,

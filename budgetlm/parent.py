@@ -28,7 +28,13 @@ from budgetlm.model.hf_import import (
     resolve_hf_source,
 )
 from budgetlm.report.summary import read_metrics
-from budgetlm.train.checkpoint import STATE_FILE, list_checkpoints, load_optimizer, load_weights
+from budgetlm.train.checkpoint import (
+    OPTIM_FILE,
+    STATE_FILE,
+    list_checkpoints,
+    load_optimizer,
+    load_weights,
+)
 
 HF_DEFAULT_LR = 3e-4
 """Peak LR for continuing a Hugging Face model, whose pre-training LR is not recorded: the
@@ -78,9 +84,9 @@ class Parent:
         return lambda model: load_weights(checkpoint, model)
 
     def restore_optimizer(self, recipe: Recipe, optimizer: torch.optim.Optimizer) -> None:
-        """Continue the optimizer's moments when the parent saved them (budgetlm runs);
-        a Hugging Face model starts with fresh AdamW moments."""
-        if self.is_run:
+        """Continue the optimizer's moments when the parent saved them (budgetlm runs); a
+        Hugging Face model or an averaged run (`budgetlm average`) starts with fresh moments."""
+        if self.is_run and (_tagged_checkpoint(self.path, recipe) / OPTIM_FILE).is_file():
             load_optimizer(_tagged_checkpoint(self.path, recipe), optimizer)
 
 

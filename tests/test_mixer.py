@@ -152,13 +152,15 @@ def test_parallel_workers_train_the_same_proxies(search, tiny_prepared, tmp_path
     assert (tmp_path / "two" / "trials" / "trial_003.log").read_text().startswith("training")
 
 
-def test_cli_search_prints_the_mixture(tiny_prepared, tmp_path, capsys):
+def test_cli_search_prepares_sources_once_and_prints_the_mixture(tmp_path, capsys):
+    sources = write_corpus(tmp_path / "corpus")
     out = tmp_path / "search"
     code = main(
-        ["mix", "search", "--prepared", str(tiny_prepared), "--target", "prose,code"]
+        ["mix", "search", "--data", *sources, "--target", "prose,code"]
         + ["--trials", "4", "--budget", "4steps", "--out", str(out), *TINY_FLAGS]
         + ["--train.batch_size", "8", "--train.micro_batch_size", "8"]
-        + ["--eval.tokens_per_domain", "256"]
+        + ["--eval.tokens_per_domain", "256", "--data.vocab_size", "300"]
+        + ["--data.val_fraction", "0.2", "--data.cache_dir", str(tmp_path / "cache")]
     )
     printed = capsys.readouterr()
     assert code == 0, printed.err
@@ -166,6 +168,15 @@ def test_cli_search_prints_the_mixture(tiny_prepared, tmp_path, capsys):
     result = json.loads((out / "mix.json").read_text())
     assert result["target"] == {"prose": 0.5, "code": 0.5}
     assert result["proxy"]["model"] == "custom"
+    assert result["data"].startswith(str(tmp_path / "cache"))  # every proxy read this one copy
+    for trial in result["trials"]:
+        config = load_config(out / "trials" / trial["trial"] / "config.yaml")
+        assert config.data.prepared == result["data"] and config.data.sources == []
+
+
+def test_mix_without_a_command(capsys):
+    assert main(["mix"]) == 2
+    assert "mix needs a command" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

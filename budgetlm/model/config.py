@@ -24,6 +24,8 @@ MODEL_SIZES: dict[str, dict[str, int]] = {
 }
 
 CUSTOM = "custom"
+AUTO_SIZE = "auto"
+"""model.size chosen for the budget by the planner (`budgetlm plan`) before the model is built."""
 
 
 def swiglu_hidden(d_model: int, multiple_of: int = 32) -> int:
@@ -38,7 +40,8 @@ class ModelConfig:
     overrides it. Call `resolved(vocab_size)` to get the filled-in, validated copy."""
 
     size: str = "nano"
-    """A MODEL_SIZES key, or "custom" (then d_model, n_layers and n_heads are required)."""
+    """A MODEL_SIZES key, "custom" (then d_model, n_layers and n_heads are required) or "auto"
+    (the size `budgetlm plan` recommends for the budget on this machine)."""
     vocab_size: int | None = None
     """Number of token ids; filled from the tokenizer when None."""
     d_model: int | None = None
@@ -81,6 +84,11 @@ class ModelConfig:
                 )
         elif self.size in MODEL_SIZES:
             preset = MODEL_SIZES[self.size]
+        elif self.size == AUTO_SIZE:
+            raise UserError(
+                "model.size 'auto' is chosen by the planner, which `budgetlm pretrain` runs; "
+                f"elsewhere pick a size ({', '.join(MODEL_SIZES)})"
+            )
         else:
             raise UserError(
                 f"model.size: unknown size {self.size!r}{closest(str(self.size), MODEL_SIZES)}; "

@@ -405,8 +405,10 @@ class Trainer:
 
     def _eval_due(self) -> bool:
         s = self.state
+        # fractions are rounded to 6 digits (2/3 -> 0.666667): without the tolerance, 2/3 of 12
+        # steps would be step 9, not 8
         return s.next_eval < len(self.eval_fractions) and s.step >= math.ceil(
-            self.eval_fractions[s.next_eval] * s.total_steps
+            self.eval_fractions[s.next_eval] * s.total_steps - 1e-5
         )
 
     def _evaluate(self) -> dict[str, float]:

@@ -1,4 +1,5 @@
 import io
+import json
 
 import numpy as np
 import torch
@@ -76,6 +77,15 @@ def test_run_counts_steps_tokens_and_evaluations(tmp_path):
     assert result.state.step == 4 and result.state.tokens == 4 * 8 * 16
     assert result.state.evals_done == 3  # start, one periodic (count=2), end
     assert result.val_loss["a"] < np.log(64) + 0.5
+
+
+def test_evaluations_land_on_the_exact_share_of_the_steps(tmp_path):
+    trainer = make_trainer(tmp_path, micro_batch_size=4, steps=12, precision="fp32")
+    trainer.eval_fractions = [0.333333, 0.666667]  # EvalConfig(count=3).fractions()
+    trainer.run()
+    trainer.metrics.close()
+    records = map(json.loads, (tmp_path / "metrics.jsonl").read_text().splitlines())
+    assert [r["step"] for r in records if r["type"] == "eval"] == [0, 4, 8, 12]
 
 
 POISON = 63

@@ -1,0 +1,116 @@
+"""`budgetlm plan`: measure this machine, size the model and batch for a budget
+(budget/planner.py), and turn the recommendation into a run config `pretrain --config` runs."""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+from budgetlm.budget.planner import LossLaw, Overheads, Plan, make_plan
+from budgetlm.budget.spec import parse_budget
+from budgetlm.budget.throughput import measure_throughput
+from budgetlm.config import RunConfig
+from budgetlm.data.cache import default_cache_dir
+from budgetlm.data.dataset import PreparedDataset
+from budgetlm.model.config import MODEL_SIZES, ModelConfig
+from budgetlm.runner import resolve_device
+
+Log = Callable[[str], None]
+
+THROUGHPUT_CACHE = "throughput.json"
+FITTED_LAW = "scaling_law.json"
+"""Where `budgetlm scale` leaves its fit for later plans (in the cache directory)."""
+CPU_SIZES = ("nano", "micro", "tiny", "small", "medium")
+"""Shapes worth measuring on a CPU; "base" (125M) is only considered on a GPU."""
+
+
+def plan_run(
+    config: RunConfig,
+    dataset: PreparedDataset,
+    law_path: str | Path | None = None,
+    log: Log = print,
+) -> tuple[Plan, RunConfig, str]:
+    """The plan for config.budget on this machine and the config that runs it (config with
+    the chosen model size, batch and LR); also a description of the law used."""
+    budget = parse_budget(config.budget)
+    law, law_name = load_law(law_path)
+    vocab = dataset.tokenizer.vocab_size
+    device = resolve_device(config.train.device)
+    names = [n for n in MODEL_SIZES if n in CPU_SIZES or device.type == "cuda"]
+    sizes = [(n, ModelConfig(size=n, seq_len=config.model.seq_len).resolved(vocab)) for n in names]
+    train = copy.deepcopy(config.train)
+    cache = default_cache_dir() / THROUGHPUT_CACHE
+
+    def speed(size: str, model: ModelConfig) -> float:
+        measured = measure_throughput(model, train, device, cache_file=cache)
+        how = "cached" if measured.cached else f"measured over {measured.steps_timed} steps"
+        log(f"  {size}: {measured.tokens_per_second:,.0f} tokens/s ({how})")
+        return measured.tokens_per_second
+
+    unique = sum(dataset.token_counts("train").values())
+    log(f"measuring training speed on {device} ({budget}; law: {law_name})")
+    plan = make_plan(budget, sizes, speed, law, run_overheads(config, dataset), unique)
+    planned = copy.deepcopy(config)
+    planned.model = ModelConfig(size=plan.chosen.size, seq_len=config.model.seq_len)
+    planned.train.batch_size = plan.batch_size
+    planned.train.micro_batch_size = min(plan.batch_size, config.train.micro_batch_size)
+    planned.train.lr = plan.lr
+    planned.train.schedule = plan.schedule
+    return plan, planned, law_name
+
+
+def load_law(path: str | Path | None) -> tuple[LossLaw, str]:
+    """The law given, else the one `budgetlm scale` left in the cache, else Chinchilla's."""
+    from budgetlm.budget.scaling_law import CHINCHILLA, ScalingLaw
+
+    if path is not None:
+        return ScalingLaw.load(path), str(path)
+    fitted = default_cache_dir() / FITTED_LAW
+    if fitted.is_file():
+        return ScalingLaw.load(fitted), f"fitted on your runs ({fitted})"
+    return CHINCHILLA, "Chinchilla (Hoffmann et al. 2022), for choosing only"
+
+
+def run_overheads(config: RunConfig, dataset: PreparedDataset) -> Overheads:
+    """Forward-pass tokens of the run's evaluations and samples, and its checkpoint count."""
+    val = dataset.token_counts("val")
+    per_eval = sum(min(n, config.eval.tokens_per_domain) for n in val.values())
+    evaluations = len(config.eval.fractions()) + 2  # before training, on the way, at the end
+    new = config.samples.max_new_tokens
+    context = min(config.model.seq_len, 12 + new / 2)  # prompt plus half the generated text
+    samples = config.samples.prompts_per_domain * len(val) * new * context
+    every = config.checkpoint.every
+    checkpoints = (math.ceil(1 / every) if every > 0 else 0) + 1 + int(config.checkpoint.pre_decay)
+    return Overheads(per_eval * evaluations, int(samples), checkpoints)
+
+
+def plan_table(plan: Plan, law_name: str) -> str:
+    """The alternatives as a text table, the chosen one marked."""
+    rows = [
+        f"{'':2}{'size':8}{'params':>9}{'tokens/s':>11}{'tokens':>10}{'epochs':>8}"
+        f"{'pred. loss':>11}{'time':>9}"
+    ]
+    for c in plan.candidates:
+        mark = "->" if c is plan.chosen else ""
+        epochs = f"{c.epochs:.2f}" if c.epochs is not None else "-"
+        rows.append(
+            f"{mark:2}{c.size:8}{c.parameters / 1e6:>8.2f}M{c.tokens_per_second:>11,.0f}"
+            f"{c.tokens / 1e6:>9.2f}M{epochs:>8}{c.predicted_loss:>11.3f}"
+            f"{_duration(c.seconds):>9}"
+        )
+    rows.append(
+        f"recommended: {plan.chosen.size}, batch {plan.batch_size} sequences, peak LR "
+        f"{plan.lr:g}, {plan.schedule} schedule, ~{_duration(plan.chosen.seconds)}"
+        f" (predicted loss from {law_name})"
+    )
+    return "\n".join(rows + [f"warning: {w}" for w in plan.warnings])
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f}m"
+    return f"{seconds / 3600:.1f}h"
