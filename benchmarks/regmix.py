@@ -6,7 +6,7 @@ obvious, since arithmetic is learnt from few tokens and prose from many). Steps:
 
 1. `budgetlm mix search`: TRIALS nano proxies of PROXY_BUDGET tokens each, ridge regression,
    the predicted best mixture;
-2. at a larger size (micro, 3.2x the parameters, on LARGE_BUDGET tokens) train the predicted,
+2. at a larger size (micro, 3.2x the parameters, on the same tokens) train the predicted,
    the natural and the uniform mixture with 3 seeds each, and three of the trial mixtures
    (the proxies' best, median and worst) with seed 0;
 3. report the target loss (mean ± sd over seeds) per mixture, and the Spearman rank
@@ -14,7 +14,7 @@ obvious, since arithmetic is learnt from few tokens and prose from many). Steps:
    the larger size over the 6 mixtures; also the leave-one-out rank correlation of ridge and
    LightGBM on the same trials.
 
-    OMP_NUM_THREADS=1 python benchmarks/regmix.py              # ~30 min on 2 idle cores
+    OMP_NUM_THREADS=1 python benchmarks/regmix.py    # 32 runs; ~30 min on 2 idle cores
 
 Resumable: finished runs under --out are read, not trained again.
 """
@@ -99,7 +99,7 @@ def main() -> None:
     parser.add_argument("--proxy", default="nano")
     parser.add_argument("--proxy-budget", default="0.3Mtok")
     parser.add_argument("--large", default="micro")
-    parser.add_argument("--large-budget", default="0.6Mtok")
+    parser.add_argument("--large-budget", default="0.3Mtok")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", default="runs/bench-regmix")

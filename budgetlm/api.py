@@ -52,6 +52,7 @@ from budgetlm.runner import (
     trainer_autocast,
 )
 from budgetlm.selector import select_data
+from budgetlm.sweep import SweepResult, check_grid, run_sweep
 from budgetlm.train.checkpoint import (
     latest_checkpoint,
     load_weights,
@@ -402,6 +403,29 @@ def plan(
     return planned, planned_config
 
 
+def scale(
+    config: RunConfig,
+    sizes: list[str],
+    budgets: list[str],
+    out: str | Path,
+    predict: list[str] | None = None,
+    target: list[str] | None = None,
+    workers: int = 1,
+    bootstrap: int = 200,
+    remember: bool = True,
+    log: Log = print,
+) -> SweepResult:
+    """Train a sweep of `sizes` (presets or WIDTHxDEPTH shapes) x token/step `budgets` in
+    `out` (finished runs reused), fit L(N, D) = E + A/N^alpha + B/D^beta to their final
+    validation losses with bootstrap uncertainty, save OUT/scaling_law.json (and, if `remember`,
+    in the cache for `budgetlm plan`), plot it and predict the `predict` SIZE:BUDGET runs."""
+    check_grid(sizes, budgets, config.train.batch_size * config.model.seq_len)  # before any data
+    dataset = _open_data(config, tokenizer=None, log=log)
+    return run_sweep(
+        config, dataset, sizes, budgets, out, predict, target, workers, bootstrap, remember, log
+    )
+
+
 def mixture_weights(path: str | Path) -> dict[str, float]:
     """The weights of a mix.json (checked to be non-negative and sum to one), for
     data.weights; the domains are checked against the data when a run opens it."""
@@ -653,6 +677,7 @@ __all__ = [
     "select",
     "mix_search",
     "mixture_weights",
+    "scale",
     "report",
     "average",
 ]

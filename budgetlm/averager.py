@@ -14,14 +14,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from budgetlm.config import RunConfig, load_config, save_config
+from budgetlm.data.dataset import PreparedDataset
 from budgetlm.data.tokenizer import TOKENIZER_FILE, Tokenizer
 from budgetlm.errors import UserError
+from budgetlm.evaluate.loss import validation_loss
 from budgetlm.model.decoder import Decoder
 from budgetlm.report.summary import read_metrics
 from budgetlm.train.averaging import average_checkpoints, final_checkpoint, last_checkpoints
 from budgetlm.train.checkpoint import save_checkpoint
 from budgetlm.train.metrics import MetricsLog
+from budgetlm.train.precision import autocast
 
 Log = Callable[[str], None]
 DECAYED = 0.5
@@ -41,15 +46,17 @@ def average_last(run: str | Path, out: str | Path, last: int | None, log: Log = 
     if factors[-1] < DECAYED * max(factors):
         log(
             f"warning: the newest checkpoint was trained at LR x{factors[-1]:.2f} and older ones "
-            f"at up to x{max(factors):.2f}: an average across a learning-rate decay is usually "
-            "worse than the decayed model; average checkpoints within the decay, or of a "
-            "constant-LR run (train.schedule constant)"
+            f"at up to x{max(factors):.2f}: averaging a decayed model with less decayed ones "
+            "usually makes it worse (BENCHMARKS.md); averaging helps runs with a constant LR "
+            "(train.schedule constant)"
         )
     model = Decoder(config.model.resolved())
     average_checkpoints([path for path, _ in chosen], model)
     record = {"method": "last", "count": len(sources), "sources": sources}
-    _write_run(out, config, run_dir, model, sources[-1]["step"], record)
+    evaluation = _evaluate(model, config, run_dir, log)
+    _write_run(out, config, run_dir, model, chosen[-1][1], record, evaluation)
     log(f"the average of {len(sources)} checkpoints of {run_dir} written to {out}")
+    _compare(evaluation, {f"{run_dir} at step {sources[-1]['step']:,}": run_dir}, log)
     return record
 
 
@@ -78,8 +85,11 @@ def soup(runs: list[str | Path], out: str | Path, log: Log = print) -> dict:
     model = Decoder(configs[0].model.resolved())
     average_checkpoints([path for path, _ in finals], model)
     record = {"method": "soup", "count": len(sources), "sources": sources}
-    _write_run(out, configs[0], dirs[0], model, max(s["step"] for s in sources), record)
+    evaluation = _evaluate(model, configs[0], dirs[0], log)
+    newest = max((state for _, state in finals), key=lambda state: state["step"])
+    _write_run(out, configs[0], dirs[0], model, newest, record, evaluation)
     log(f"the soup of {len(sources)} runs written to {out}")
+    _compare(evaluation, {str(d): d for d in dirs}, log)
     return record
 
 
@@ -149,10 +159,57 @@ def _start(run_dir: Path) -> dict[str, Any]:
     return next((r for r in read_metrics(run_dir) if r["type"] == "start"), {})
 
 
+def _evaluate(model: Decoder, config: RunConfig, source: Path, log: Log) -> dict | None:
+    """Held-out loss per domain of the averaged model, measured as the source run's training
+    evaluations were (same tokens, precision and function), so the numbers compare; None when
+    the data the run trained on is gone."""
+    used = _start(source).get("data")
+    if not isinstance(used, dict) or not used:
+        return None
+    gone = sorted({p for p in used.values() if not (Path(p) / "manifest.json").is_file()})
+    if gone:
+        log(f"not evaluated: the data {source} trained on is gone ({', '.join(gone)})")
+        return None
+    opened = {p: PreparedDataset(p) for p in sorted(set(used.values()))}
+    streams = {domain: opened[p].tokens("val", domain) for domain, p in used.items()}
+    device = torch.device("cpu")
+    losses = validation_loss(
+        model,
+        streams,
+        config.model.seq_len,
+        config.eval.tokens_per_domain,
+        config.eval.batch_size,
+        device,
+        lambda: autocast(device, config.train.precision),
+    )
+    return {"val_loss": losses}
+
+
+def _compare(evaluation: dict | None, runs: dict[str, Path], log: Log) -> None:
+    """Log the averaged model's held-out loss beside each source run's final evaluation."""
+    if evaluation is None:
+        return
+    shown = ", ".join(f"{d} {v:.4f}" for d, v in evaluation["val_loss"].items())
+    log(f"held-out loss of the average: {shown}")
+    for name, run_dir in runs.items():
+        evals = [r for r in read_metrics(run_dir) if r["type"] == "eval"]
+        if evals:
+            final = ", ".join(f"{d} {v:.4f}" for d, v in evals[-1]["val_loss"].items())
+            log(f"  {name} (its last evaluation): {final}")
+
+
 def _write_run(
-    out: Path, config: RunConfig, source: Path, model: Decoder, step: int, record: dict
+    out: Path,
+    config: RunConfig,
+    source: Path,
+    model: Decoder,
+    newest: dict,
+    record: dict,
+    evaluation: dict | None,
 ) -> None:
-    """Write the averaged run into a temporary directory, then rename it to `out`."""
+    """Write the averaged run into a temporary directory, then rename it to `out`; its one
+    checkpoint carries the step and training counters of the newest checkpoint averaged."""
+    step = newest["step"]
     config = dataclasses.replace(config, name=out.name, out_dir=str(out.parent))
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
@@ -165,8 +222,12 @@ def _write_run(
         metrics = MetricsLog(tmp / "metrics.jsonl")
         metrics.write("start", **start, averaged_from=record["sources"])
         metrics.write("average", **record)
+        if evaluation is not None:  # as the training loop logs it, so reports can show it
+            tokens = newest.get("train", {}).get("tokens")
+            metrics.write("eval", step=step, tokens=tokens, **evaluation)
         metrics.close()
-        save_checkpoint(tmp, step, model, None, {"tags": ["final"], "average": record})
+        state = {"tags": ["final"], "train": newest.get("train", {}), "average": record}
+        save_checkpoint(tmp, step, model, None, state)
         if out.exists():
             out.rmdir()  # an empty directory, checked by _new_out
         os.replace(tmp, out)

@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         overrides = parse_dotted_overrides(
-            extra, allow=args.command in ("pretrain", "continue", "mix")
+            extra, allow=args.command in ("pretrain", "continue", "mix", "scale")
         )
         args.handler(args, overrides)
     except UserError as e:
@@ -265,6 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_report_parser(sub)
     _add_average_parser(sub)
     _add_plan_parser(sub)
+    _add_scale_parser(sub)
     return parser
 
 
@@ -409,7 +410,7 @@ def _add_average_parser(sub: Any) -> None:
         "average",
         help="average a run's last checkpoints, or several runs' final models, into a new run",
         description="Write a new run directory whose model is the uniform average of a run's "
-        "last K checkpoints (--run; LAWA: helps most for constant-LR runs or within a decay) or "
+        "last K checkpoints (--run; LAWA: for runs with a constant LR, not decayed ones) or "
         "of several runs' final models (--runs; a model soup: needs one shape and tokenizer, "
         "and runs continued from one common checkpoint). Evaluate it with `budgetlm eval`.",
     )
@@ -748,6 +749,83 @@ def run_report(args: argparse.Namespace, overrides: list[tuple[str, Any]]) -> No
         print(f"{len(files.pngs)} PNG plots written to {args.png}")
     if files.markdown_path:
         print(f"Markdown table written to {files.markdown_path}")
+
+
+def _add_scale_parser(sub: Any) -> None:
+    """`budgetlm scale`: a sweep of small runs and the scaling law fitted to it."""
+    p = sub.add_parser(
+        "scale",
+        help="fit a scaling law L(N, D) to a sweep of small runs and predict larger ones",
+        description="Pre-train each size x budget (finished runs in --out are reused), fit "
+        "L(N, D) = E + A/N^alpha + B/D^beta (Hoffmann et al. 2022) to their final validation "
+        "losses with bootstrap intervals, write OUT/scaling_law.json (also kept for `budgetlm "
+        "plan`) and OUT/scaling_law.png, and predict --predict runs. N is total parameters, D "
+        "training tokens. Config keys of the runs can be overridden as --section.key VALUE.",
+    )
+    p.add_argument(
+        "--sizes",
+        required=True,
+        metavar="S1,S2",
+        help="presets (nano, micro, ...) or WIDTHxDEPTH[xHEADS] shapes (160x3), comma-separated",
+    )
+    p.add_argument(
+        "--budgets",
+        required=True,
+        metavar="B1,B2",
+        help="token or step budgets, comma-separated (e.g. 1Mtok,2Mtok,4Mtok)",
+    )
+    p.add_argument("--data", nargs="+", metavar="SRC", help="text sources (default: built-in)")
+    p.add_argument("--prepared", metavar="DIR", help="a prepared dataset directory")
+    p.add_argument("--config", help="YAML config of the runs")
+    p.add_argument("--out", default="runs/scale", metavar="DIR", help="sweep directory")
+    p.add_argument(
+        "--predict",
+        nargs="+",
+        default=[],
+        metavar="SIZE:BUDGET",
+        help="predict the loss of these runs (budget in tokens, steps or FLOPs)",
+    )
+    p.add_argument(
+        "--target", metavar="D1,D2", help="fit the mean loss of these domains (default: all)"
+    )
+    p.add_argument("--workers", type=int, default=1, help="runs trained at once (default 1)")
+    p.add_argument("--bootstrap", type=int, default=200, help="bootstrap refits (default 200)")
+    p.add_argument(
+        "--no-remember",
+        action="store_true",
+        help="do not keep the law in the cache for `budgetlm plan`",
+    )
+    p.set_defaults(handler=run_scale)
+
+
+def run_scale(args: argparse.Namespace, overrides: list[tuple[str, Any]]) -> None:
+    from budgetlm import api
+    from budgetlm.config import load_config
+
+    if args.data and args.prepared:
+        raise UserError("pass --data SOURCE... or --prepared DIR, not both")
+    flags: list[tuple[str, Any]] = []
+    if args.data:
+        flags.append(("data.sources", args.data))
+    if args.prepared:
+        flags += [("data.prepared", args.prepared), ("data.sources", [])]
+    config = load_config(args.config, flags + overrides)
+    result = api.scale(
+        config,
+        _comma_list(args.sizes),
+        _comma_list(args.budgets),
+        args.out,
+        predict=[s for p in args.predict for s in _comma_list(p)],
+        target=_comma_list(args.target) if args.target else None,
+        workers=args.workers,
+        bootstrap=args.bootstrap,
+        remember=not args.no_remember,
+    )
+    print(result.table())
+
+
+def _comma_list(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
 
 
 if __name__ == "__main__":

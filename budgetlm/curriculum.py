@@ -285,12 +285,11 @@ class SkillCurriculum:
             self.metrics.write("mixture", step=step, skipped="non-finite loss", val_loss=losses)
             return
         weights = dict(self.sampler.weights)
-        mass = sum(weights[s] for s in self.skills)
-        current = np.array([weights[s] / mass for s in self.skills]) if mass > 0 else None
-        if current is None:
+        mass = sum(weights[s] for s in self.skills)  # the skills' share; other domains keep theirs
+        if mass <= 0:
             return  # every skill has weight 0: nothing to re-weight
         new = skillit_update(
-            current,
+            np.array([weights[s] / mass for s in self.skills]),
             self.graph.columns(self.targets),
             np.array([losses[t] for t in self.targets]),
             self.eta,

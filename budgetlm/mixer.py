@@ -149,6 +149,11 @@ def search_mixture(
             name: {
                 "weights": _full(w, searched, domains),
                 "predicted_loss": found.references[name],
+                # outside the range the trials covered, the prediction is an extrapolation
+                "in_trial_range": bool(
+                    np.all(w >= weights.min(axis=0) - 1e-9)
+                    and np.all(w <= weights.max(axis=0) + 1e-9)
+                ),
             }
             for name, w in references.items()
         },
@@ -271,12 +276,13 @@ def _check_plan(
 
 
 def _differences(a: Any, b: Any, where: str = "") -> list[str]:
+    """Dotted keys whose values differ; keys only one side has are skipped (a newer budgetlm
+    may have added config keys since the search began)."""
     if isinstance(a, dict) and isinstance(b, dict):
-        keys = set(a) | set(b)
         return [
             x
-            for k in keys
-            for x in _differences(a.get(k), b.get(k), f"{where}.{k}" if where else k)
+            for k in set(a) & set(b)
+            for x in _differences(a[k], b[k], f"{where}.{k}" if where else k)
         ]
     return [] if a == b else [where]
 

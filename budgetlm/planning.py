@@ -46,6 +46,8 @@ def plan_run(
     def speed(size: str, model: ModelConfig) -> float:
         measured = measure_throughput(model, train, device, cache_file=cache)
         how = "cached" if measured.cached else f"measured over {measured.steps_timed} steps"
+        if measured.busy:
+            how += "; the CPU was busy with other work, so this understates it and is not cached"
         log(f"  {size}: {measured.tokens_per_second:,.0f} tokens/s ({how})")
         return measured.tokens_per_second
 

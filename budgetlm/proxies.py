@@ -65,6 +65,8 @@ def run_proxies(configs: list[RunConfig], workers: int, log: Log) -> dict[str, d
     if results:
         log(f"{len(results)} of {len(configs)} proxy runs already finished; not training them")
     done = len(results)
+    if not pending:
+        return results
     if workers == 1:
         for config in pending:
             results[str(config.name)] = train_proxy(config, str(run_dir_of(config)) + ".log")

@@ -31,6 +31,7 @@ from budgetlm.model.generate import generate as sample_tokens
 from budgetlm.report.summary import read_metrics, summarize
 from budgetlm.train.checkpoint import latest_checkpoint, list_checkpoints
 from budgetlm.train.distributed import barrier, broadcast, init_distributed
+from budgetlm.train.host_memory import reuse_freed_memory
 from budgetlm.train.loop import Trainer
 from budgetlm.train.memory import activation_bytes, available_bytes, fit_micro_batch, state_bytes
 from budgetlm.train.metrics import MetricsLog
@@ -84,6 +85,8 @@ def run_training(
     dist = init_distributed(device)
     if dist.enabled and device.type == "cuda":
         device = torch.device("cuda", dist.local_rank)
+    if device.type == "cpu" and config.train.reuse_host_memory:
+        reuse_freed_memory()
     if not dist.is_main:
         log = _silent  # rank 0 speaks for the job
     if run_dir is None:

@@ -70,6 +70,7 @@ def test_search_writes_a_usable_mixture(search):
     assert set(unc["p_better_than"]) == {"natural", "uniform", "best_trial"}
     assert -1 <= result["fit"]["loo_spearman"] <= 1 or np.isnan(result["fit"]["loo_spearman"])
     assert result["fit"]["trials"] == 5
+    assert result["references"]["best_trial"]["in_trial_range"] is True
     natural = result["references"]["natural"]["weights"]
     counts = PreparedDataset(result["data"]).token_counts("train")
     assert natural["prose"] == pytest.approx(counts["prose"] / sum(counts.values()))

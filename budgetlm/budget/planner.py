@@ -133,7 +133,7 @@ def make_plan(
         candidate = _evaluate(size, config, budget, speed(size, config), law, overheads,
                               unique_tokens)  # fmt: skip
         if candidate is None:
-            continue
+            break  # a larger shape, slower and with more to set up, would buy nothing either
         candidates.append(candidate)
         best = min(candidates, key=_score(budget, law, sizes))
         if candidate is not best and len(candidates) >= 2:

@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 from scipy.optimize import minimize
-from scipy.special import logsumexp, softmax
+from scipy.special import logsumexp
+from threadpoolctl import threadpool_limits
 
 from budgetlm.errors import UserError
 
@@ -36,7 +37,9 @@ EXPONENT_BOUNDS = (0.01, 3.0)
 LOG_COEFFICIENT_BOUNDS = (-20.0, 80.0)
 LOG_E_BOUNDS = (-10.0, 5.0)
 STARTS = 12
-"""L-BFGS runs from the best grid points of the full fit (4 for each bootstrap refit)."""
+"""L-BFGS runs from this many of the best grid points for the fit."""
+BOOTSTRAP_STARTS = 2
+"""Grid starts of each bootstrap refit, besides the fit's own optimum."""
 TIED = "alpha=beta"
 
 
@@ -290,6 +293,13 @@ def fit(
         _check_positive(alpha=alpha, beta=beta)
         mode = _Mode("fixed", alpha, beta)
 
+    # one BLAS thread: L-BFGS-B's tiny linear algebra is otherwise ~30x slower on a busy machine
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _fit(pts, mode, bootstrap, seed)
+
+
+def _fit(pts: list[ScalingPoint], mode: _Mode, bootstrap: int, seed: int) -> ScalingLaw:
+    """`fit` once the points are checked and the free parameters chosen."""
     x = np.log([p.n_params for p in pts])
     y = np.log([p.tokens for p in pts])
     target = np.log([p.loss for p in pts])
@@ -301,7 +311,10 @@ def fit(
         idx = rng.integers(0, len(pts), len(pts))
         if len(set(x[idx])) < 2 or len(set(y[idx])) < 2:
             continue  # a resample of one size or one budget cannot separate the two terms
-        starts = [mode.free(theta), *mode.grid_starts(x[idx], y[idx], target[idx], 4)]
+        starts = [
+            mode.free(theta),
+            *mode.grid_starts(x[idx], y[idx], target[idx], BOOTSTRAP_STARTS),
+        ]
         sample = _fit_once(mode, x[idx], y[idx], target[idx], starts)
         samples.append(tuple(float(v) for v in _natural(sample)))
 
@@ -411,19 +424,14 @@ def _objective(
     """Sum of Huber losses of log L(N, D) - log loss over the points, scaled by 1/delta (so its
     size is that of the absolute log residuals), and its gradient in (e, a, b, alpha, beta)."""
     e, a, b, alpha, beta = theta
-    terms = np.stack([a - alpha * x, b - beta * y, np.full_like(x, e)])
-    r = logsumexp(terms, axis=0) - target
-    w = softmax(terms, axis=0)
-    dr = np.clip(r, -HUBER_DELTA, HUBER_DELTA) / HUBER_DELTA
-    grad = np.array(
-        [
-            np.sum(dr * w[2]),
-            np.sum(dr * w[0]),
-            np.sum(dr * w[1]),
-            -np.sum(dr * w[0] * x),
-            -np.sum(dr * w[1] * y),
-        ]
-    )
+    u, v = a - alpha * x, b - beta * y
+    top = np.maximum(np.maximum(u, v), e)
+    pu, pv, pe = np.exp(u - top), np.exp(v - top), np.exp(e - top)
+    total = pu + pv + pe
+    r = top + np.log(total) - target
+    dr = np.clip(r, -HUBER_DELTA, HUBER_DELTA) / (HUBER_DELTA * total)  # dHuber/dr * softmax
+    gu, gv = dr * pu, dr * pv
+    grad = np.array([np.dot(dr, pe), gu.sum(), gv.sum(), -np.dot(gu, x), -np.dot(gv, y)])
     return float(_huber(r).sum() / HUBER_DELTA), grad
 
 

@@ -22,7 +22,8 @@ from budgetlm.train.optim import build_optimizer
 from budgetlm.train.precision import autocast
 
 WARMUP_STEPS = 2
-"""Untimed first steps: allocation and kernel selection make them slow."""
+"""Untimed first steps: allocation and kernel selection make them slow (one only when a step
+takes longer than the whole measurement was meant to)."""
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,9 @@ class Throughput:
     """For a micro-batch of `micro_batch_size` sequences (one forward and backward)."""
     steps_timed: int
     cached: bool = False
+    busy: bool = False
+    """The CPU was busy with other work while measuring (load average above its cores): the
+    figure understates this machine and is not cached."""
 
 
 def machine_signature(device: torch.device) -> dict[str, str | int]:
@@ -79,18 +83,25 @@ def measure_throughput(
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    for _ in range(WARMUP_STEPS):
-        step()
+    t0 = time.perf_counter()
+    step()
+    _synchronize(device)
+    if time.perf_counter() - t0 < seconds:
+        for _ in range(WARMUP_STEPS - 1):
+            step()
     _synchronize(device)
     steps, t0 = 0, time.perf_counter()
-    while steps < max_steps and (steps < 3 or time.perf_counter() - t0 < seconds):
+    while steps == 0 or (steps < max_steps and time.perf_counter() - t0 < seconds):
         step()
         steps += 1
     _synchronize(device)
     per_step = (time.perf_counter() - t0) / steps
+    busy = device.type == "cpu" and _cpu_busy()
     result = Throughput(train.micro_batch_size * model.seq_len / per_step, per_step, steps)
-    if cache_file is not None:
-        cache[key] = {k: v for k, v in dataclasses.asdict(result).items() if k != "cached"}
+    result = dataclasses.replace(result, busy=busy)
+    if cache_file is not None and not busy:
+        fields = ("tokens_per_second", "seconds_per_step", "steps_timed")
+        cache[key] = {k: getattr(result, k) for k in fields}
         _write_cache(cache_file, cache)
     return result
 
@@ -127,6 +138,15 @@ def _write_cache(path: Path, cache: dict) -> None:
 def _synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def _cpu_busy() -> bool:
+    """Whether other processes kept the CPU busy: the 1-minute load average, which counts this
+    process's own threads too, exceeds the cores by more than one."""
+    try:
+        return os.getloadavg()[0] > (os.cpu_count() or 1) + 1
+    except OSError:
+        return False
 
 
 def _cpu_model() -> str | None:

@@ -47,6 +47,9 @@ class TrainConfig:
     """'auto' (cuda if available, else cpu), 'cpu' or 'cuda'."""
     compile: bool = False
     """Wrap the model in torch.compile."""
+    reuse_host_memory: bool = True
+    """On the CPU, keep freed buffers in the process for the next step instead of returning them
+    to the OS (glibc malloc thresholds, train/host_memory.py); measured in BENCHMARKS.md."""
     parallel: str = "ddp"
     """With several processes (torchrun): 'ddp' keeps a full copy of the model and optimizer on
     every process; 'fsdp' shards parameters, gradients and AdamW state across them (FSDP2

@@ -161,6 +161,17 @@ def test_evaluate_measures_arith_accuracy_when_its_data_is_builtin_arith(
     assert all(0 <= v <= 1 for v in accuracy.values())
 
 
+def test_evaluate_measures_only_the_arith_skills_in_the_data(run_dir, tiny_prepared, tmp_path):
+    copy = tmp_path / "skills_like"
+    shutil.copytree(tiny_prepared, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["sources"][0]["spec"] = "builtin:arith/add_2digit"  # as if split by skill
+    manifest["sources"][1]["spec"] = "x=builtin:arith/compare"
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    result = api.evaluate(run_dir, prepared=copy, tokens_per_domain=32, log=lambda _: None)
+    assert set(result["accuracy"]) == {"arith", "arith/add_2digit", "arith/compare"}
+
+
 def test_evaluate_runs_lm_eval_tasks_on_the_run(run_dir, tmp_path, monkeypatch):
     evaluator = pytest.importorskip("lm_eval.evaluator")
     from .test_harness import ITEMS, write_task

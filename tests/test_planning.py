@@ -1,0 +1,66 @@
+"""`budgetlm plan` end to end on test data, with the machine's speed replaced by fixed figures."""
+
+import pytest
+
+from budgetlm import api
+from budgetlm.budget.throughput import Throughput
+from budgetlm.cli import main
+from budgetlm.config import load_config
+from budgetlm.errors import UserError
+
+RATES = {128: 30_000.0, 192: 12_000.0, 256: 7_000.0, 512: 3_000.0, 640: 2_000.0}
+
+
+@pytest.fixture
+def fixed_speed(monkeypatch, tmp_path):
+    monkeypatch.setenv("BUDGETLM_CACHE", str(tmp_path / "cache"))
+
+    def measure(model, train, device, **_):
+        rate = RATES[model.d_model]
+        return Throughput(rate, train.micro_batch_size * model.seq_len / rate, 5)
+
+    monkeypatch.setattr("budgetlm.planning.measure_throughput", measure)
+
+
+def test_plan_writes_a_config_that_pretrain_runs_as_is(tiny_prepared, tmp_path, fixed_speed):
+    config = load_config(None, [("data.prepared", str(tiny_prepared)), ("budget", "2m")])
+    out = tmp_path / "plan.yaml"
+    logged = []
+    plan, planned = api.plan(config, out=out, log=logged.append)
+    assert plan.chosen is min(plan.candidates, key=lambda c: c.predicted_loss)
+    assert plan.warnings and "times" in plan.warnings[0]  # the test data is tiny
+    saved = load_config(out)
+    assert saved.model.size == plan.chosen.size and saved.budget == "2m"
+    assert saved.train.batch_size == plan.batch_size and saved.train.lr == plan.lr
+    assert any(f"recommended: {plan.chosen.size}" in line for line in logged)
+    assert saved == planned
+
+
+def test_pretrain_with_a_budget_and_no_model_plans_the_size(
+    tiny_prepared, tmp_path, fixed_speed, monkeypatch, capsys
+):
+    captured = {}
+    monkeypatch.setattr(
+        "budgetlm.api.run_training", lambda config, *a, **k: captured.setdefault("c", config)
+    )
+    code = main(["pretrain", "--prepared", str(tiny_prepared), "--budget", "1e12flop",
+                 "--out", str(tmp_path / "run")])  # fmt: skip
+    assert code == 0
+    assert captured["c"].model.size in RATES_BY_SIZE
+    assert "recommended:" in capsys.readouterr().out
+
+
+RATES_BY_SIZE = ("nano", "micro", "tiny", "small", "medium")
+
+
+def test_plan_refuses_a_step_budget(tiny_prepared, fixed_speed):
+    config = load_config(None, [("data.prepared", str(tiny_prepared)), ("budget", "100steps")])
+    with pytest.raises(UserError, match="plan needs a time, FLOP or token budget"):
+        api.plan(config)
+
+
+def test_auto_size_outside_pretrain_is_a_clear_error():
+    from budgetlm.model.config import ModelConfig
+
+    with pytest.raises(UserError, match="chosen by the planner"):
+        ModelConfig(size="auto").resolved(300)
