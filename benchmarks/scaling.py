@@ -13,7 +13,8 @@ OMP_NUM_THREADS=1 on the shared 2-core machine.
 
     OMP_NUM_THREADS=1 python benchmarks/scaling.py --out /tmp/budgetlm-scaling
 
-Resumable: finished runs under --out are read, not trained again.
+The check run is trained with --check-seeds seeds (default 2; the sweep's runs use seed 0) to
+show the run-to-run noise. Resumable: finished runs under --out are read, not trained again.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -48,6 +50,12 @@ nano on 1Mtok (244 steps, 926,336 parameters)."""
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+def run_seconds(end: dict) -> float:
+    """A run's time inside its budget (steps, evaluations, checkpoints), from its end record."""
+    seconds = end["seconds"]
+    return round(seconds["steps"] + seconds["eval"] + seconds["checkpoint"], 1)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="/tmp/budgetlm-scaling")
@@ -55,6 +63,9 @@ def main() -> None:
     parser.add_argument("--budgets", default=",".join(BUDGETS))
     parser.add_argument("--check", default=CHECK, metavar="SIZE:BUDGET")
     parser.add_argument("--bootstrap", type=int, default=200)
+    parser.add_argument(
+        "--check-seeds", type=int, default=2, help="seeds of the check run (run-to-run noise)"
+    )
     parser.add_argument("--results", default=str(RESULTS / "scaling.json"))
     args = parser.parse_args()
     out = Path(args.out)
@@ -70,22 +81,30 @@ def main() -> None:
     print(sweep.table())
     (prediction,) = sweep.predictions
 
-    # the check run: trained exactly as the sweep's runs are, only larger
+    # the check run: trained exactly as the sweep's runs are, only larger (seed 0 like them;
+    # more seeds show the run-to-run noise the prediction error should be read against)
     dataset = PreparedDataset(sweep.law.extra["data"])
     size, _, budget = args.check.rpartition(":")
-    check = sweep_run_config(config, dataset, out)
-    check.model = parse_size(size, config.model, dataset.tokenizer.vocab_size)
-    check.budget, check.out_dir, check.name = budget, str(out.resolve()), "check"
-    run_dir = out / "check"
     t0 = time.perf_counter()
-    if finished_record(run_dir) is None:
-        shutil.rmtree(run_dir, ignore_errors=True)
-        api.pretrain(check, log=print)
+    seeds = []
+    for seed in range(args.check_seeds):
+        check = sweep_run_config(config, dataset, out)
+        check.model = parse_size(size, config.model, dataset.tokenizer.vocab_size)
+        check.budget, check.out_dir = budget, str(out.resolve())
+        check.name, check.train.seed = "check" if seed == 0 else f"check-seed{seed}", seed
+        run_dir = out / check.name
+        if finished_record(run_dir) is None:
+            shutil.rmtree(run_dir, ignore_errors=True)
+            api.pretrain(check, log=print)
+        records = read_metrics(run_dir)
+        end = [r for r in records if r["type"] == "end"][-1]
+        start = [r for r in records if r["type"] == "start"][-1]
+        loss = sum(end["val_loss"].values()) / len(end["val_loss"])
+        seeds.append({"seed": seed, "run": str(run_dir), "loss": loss, "val_loss": end["val_loss"],
+                      "error": prediction.loss / loss - 1, "tokens_per_s": end["tokens_per_s"],
+                      "threads": start.get("threads"), "seconds": run_seconds(end)})  # fmt: skip
     check_seconds = time.perf_counter() - t0
-    records = read_metrics(run_dir)
-    end = [r for r in records if r["type"] == "end"][-1]
-    start = [r for r in records if r["type"] == "start"][-1]
-    measured = sum(end["val_loss"].values()) / len(end["val_loss"])
+    measured = statistics.fmean(s["loss"] for s in seeds)
     n, tokens = count_parameters(check.model)["total"], end["tokens"]
     assert (n, tokens) == (prediction.n_params, prediction.tokens), "check run is not the predicted"
     largest = max(sweep.runs, key=lambda r: r.n_params * r.tokens)
@@ -93,7 +112,7 @@ def main() -> None:
     error = prediction.loss / measured - 1
     low, high = prediction.interval
 
-    check_run = SweepRun(f"{size} (measured)", size, budget, n, tokens, measured, end["val_loss"])
+    check_run = SweepRun(f"{size} (measured)", size, budget, n, tokens, measured, {})
     plot_path, note = plot_sweep(
         sweep.law, [*sweep.runs, check_run], [prediction], Path(args.results).with_suffix(".png")
     )
@@ -108,7 +127,7 @@ def main() -> None:
         "sweep": {
             "sizes": sizes,
             "budgets": budgets,
-            "seconds": round(sweep_seconds, 1),
+            "wall_seconds_this_invocation": round(sweep_seconds, 1),
             "runs": [
                 {
                     "name": r.name,
@@ -116,6 +135,13 @@ def main() -> None:
                     "tokens": r.tokens,
                     "loss": r.loss,
                     "fit": sweep.law.predict(r.n_params, r.tokens),
+                    "seconds": run_seconds(
+                        [
+                            x
+                            for x in read_metrics(out / "sweep" / "runs" / r.name)
+                            if x["type"] == "end"
+                        ][-1]
+                    ),  # fmt: skip
                     "val_loss": r.val_loss,
                 }
                 for r in sweep.runs
@@ -137,13 +163,12 @@ def main() -> None:
             "predicted": prediction.loss,
             "interval_90": [low, high],
             "measured": measured,
-            "val_loss": end["val_loss"],
+            "measured_by_seed": seeds,
+            "seed_spread": max(x["loss"] for x in seeds) - min(x["loss"] for x in seeds),
             "relative_error": error,
             "within_3_percent": abs(error) <= 0.03,
             "inside_interval": low <= measured <= high,
-            "seconds": round(check_seconds, 1),
-            "tokens_per_s": end["tokens_per_s"],
-            "threads": start.get("threads"),
+            "wall_seconds_this_invocation": round(check_seconds, 1),
         },
         "plot": str(plot_path) if plot_path else note,
     }
@@ -153,7 +178,9 @@ def main() -> None:
     print(
         f"check {args.check}: {n:,} params x {tokens:,} tokens = {ratio:.2f}x the compute of "
         f"{largest.name}; predicted {prediction.loss:.4f} (90% {low:.4f}-{high:.4f}), measured "
-        f"{measured:.4f}: error {error * 100:+.2f}% "
+        f"{measured:.4f} (mean of {len(seeds)} seeds: "
+        + ", ".join(f"{x['loss']:.4f}" for x in seeds)
+        + f"): error {error * 100:+.2f}% "
         f"({'within' if abs(error) <= 0.03 else 'NOT within'} 3%)"
     )
     print(f"sweep {sweep_seconds:.0f}s, check run {check_seconds:.0f}s; results in {args.results}")
