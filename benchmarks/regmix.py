@@ -14,7 +14,7 @@ obvious, since arithmetic is learnt from few tokens and prose from many). Steps:
    the larger size over the 6 mixtures; also the leave-one-out rank correlation of ridge and
    LightGBM on the same trials.
 
-    OMP_NUM_THREADS=1 python benchmarks/regmix.py    # 32 runs; ~30 min on 2 idle cores
+    OMP_NUM_THREADS=1 python benchmarks/regmix.py    # 32 runs; see BENCHMARKS.md for the time
 
 Resumable: finished runs under --out are read, not trained again.
 """

@@ -34,6 +34,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from budgetlm import api  # noqa: E402
+from budgetlm.budget.scaling_law import CHINCHILLA, fit  # noqa: E402
 from budgetlm.config import load_config  # noqa: E402
 from budgetlm.data.dataset import PreparedDataset  # noqa: E402
 from budgetlm.model.flops import count_parameters  # noqa: E402
@@ -112,7 +113,11 @@ def main() -> None:
     error = prediction.loss / measured - 1
     low, high = prediction.interval
 
-    check_run = SweepRun(f"{size} (measured)", size, budget, n, tokens, measured, {})
+    label = f"{size} measured (mean of {len(seeds)} seeds)"
+    check_run = SweepRun(label, label, budget, n, tokens, measured, {})
+    # context: the same points fitted with Chinchilla's exponents fixed (E, A, B free)
+    fixed = fit(sweep.law.points, bootstrap=0, exponents=(CHINCHILLA.alpha, CHINCHILLA.beta))
+    fixed_loss = fixed.predict(n, tokens)
     plot_path, note = plot_sweep(
         sweep.law, [*sweep.runs, check_run], [prediction], Path(args.results).with_suffix(".png")
     )
@@ -169,6 +174,11 @@ def main() -> None:
             "within_3_percent": abs(error) <= 0.03,
             "inside_interval": low <= measured <= high,
             "wall_seconds_this_invocation": round(check_seconds, 1),
+        },
+        "alternative_fit_chinchilla_exponents": {
+            "describe": fixed.describe(),
+            "predicted": fixed_loss,
+            "relative_error": fixed_loss / measured - 1,
         },
         "plot": str(plot_path) if plot_path else note,
     }
