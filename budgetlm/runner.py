@@ -30,6 +30,7 @@ from budgetlm.model.flops import count_parameters, flops_per_token
 from budgetlm.model.generate import generate as sample_tokens
 from budgetlm.report.summary import read_metrics, summarize
 from budgetlm.train.checkpoint import latest_checkpoint, list_checkpoints
+from budgetlm.train.config import COMPILE_MIN_SECONDS
 from budgetlm.train.distributed import barrier, broadcast, init_distributed
 from budgetlm.train.host_memory import reuse_freed_memory
 from budgetlm.train.loop import Trainer
@@ -98,6 +99,9 @@ def run_training(
     if init is not None and not resume:
         init(model, optimizer)
     sharded = _use_sharding(config, dist.enabled)
+    if config.train.compile is None:  # auto: recorded in the saved config as decided
+        long_enough = budget.kind == "seconds" and budget.amount >= COMPILE_MIN_SECONDS
+        config.train.compile = long_enough
     if sharded:
         model, optimizer = _shard(model, optimizer, config)
     sampler = MixtureSampler(

@@ -6,6 +6,7 @@ import torch
 from safetensors.torch import load_file
 
 from budgetlm import api
+from budgetlm.config import load_config
 from budgetlm.errors import UserError
 from budgetlm.train.checkpoint import list_checkpoints
 from budgetlm.train.loop import Trainer
@@ -34,6 +35,25 @@ def test_pretrain_writes_the_run_directory_contract(tiny_config):
     assert ["final"] in tags and ["pre_decay"] in tags
     assert "=== prose" in (run / "samples.txt").read_text()
     assert "where the budget went" in result.summary
+    assert load_config(run / "config.yaml").train.compile is False  # auto: a short budget
+
+
+def test_compile_auto_is_on_for_time_budgets_of_two_minutes(tiny_config, monkeypatch):
+    from budgetlm import runner
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def stop(*args, **kwargs):
+        seen["compile"] = kwargs["train"].compile if "train" in kwargs else args[7].compile
+        raise Stop
+
+    monkeypatch.setattr(runner, "Trainer", stop)
+    with pytest.raises(Stop):
+        api.pretrain(tiny_config(budget="2m"), log=lambda _: None)
+    assert seen["compile"] is True
 
 
 def test_loaded_model_gives_logits_and_generate_text(tiny_config):

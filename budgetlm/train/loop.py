@@ -99,6 +99,26 @@ class TrainResult:
     tokens_per_second: float
 
 
+def compiled_or_eager(module: torch.nn.Module, log: Callable[[str], None]) -> Callable:
+    """`torch.compile(module)`, falling back to the eager module for good when compiling fails
+    (e.g. no C++ compiler for the CPU backend): a slower run rather than a failed one."""
+    compiled = torch.compile(module)
+    failed = False
+
+    def forward(*args: Any, **kwargs: Any) -> Any:
+        nonlocal failed
+        if not failed:
+            try:
+                return compiled(*args, **kwargs)
+            except Exception as e:  # noqa: BLE001 - any compiler failure: run eagerly instead
+                failed = True
+                first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+                log(f"torch.compile failed ({first}); training without it (train.compile false)")
+        return module(*args, **kwargs)
+
+    return forward
+
+
 class Trainer:
     """Runs optimizer steps with gradient accumulation, bf16 autocast and clipping."""
 
@@ -146,7 +166,7 @@ class Trainer:
             DistributedDataParallel(model) if self.dist.enabled and not self.sharded else None
         )
         wrapped = self.ddp or model
-        self.forward = torch.compile(wrapped) if train.compile else wrapped
+        self.forward = compiled_or_eager(wrapped, progress.message) if train.compile else wrapped
         self.schedule, self.planner = schedule, planner
         self.val_streams = val_streams
         self.run_dir = Path(run_dir)

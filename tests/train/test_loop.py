@@ -196,3 +196,21 @@ def test_guard_off_or_exhausted_stops_with_advice(tmp_path):
     capped = guarded_trainer(tmp_path / "capped", always_bad, guard=GuardConfig(max_rollbacks=2))
     with pytest.raises(FloatingPointError, match=r"after 2 rollbacks already.*lower train.lr"):
         capped.run()
+
+
+def test_a_failing_compilation_falls_back_to_eager(monkeypatch):
+    from budgetlm.train.loop import compiled_or_eager
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("no C++ compiler found\nmore")
+
+    monkeypatch.setattr(torch, "compile", lambda module: broken)
+    model = torch.nn.Linear(3, 2)
+    messages = []
+    forward = compiled_or_eager(model, messages.append)
+    x = torch.ones(1, 3)
+    torch.testing.assert_close(forward(x), model(x))
+    torch.testing.assert_close(forward(x), model(x))
+    assert messages == [
+        "torch.compile failed (no C++ compiler found); training without it (train.compile false)"
+    ]
