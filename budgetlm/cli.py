@@ -283,9 +283,7 @@ def _add_plan_parser(sub: Any) -> None:
     p.add_argument("--budget", required=True, help="e.g. 30m, 8h, 1e16flop or 50Mtok")
     p.add_argument("--data", nargs="+", metavar="SRC", help="text sources (default: built-in)")
     p.add_argument("--prepared", metavar="DIR", help="a prepared dataset directory")
-    p.add_argument(
-        "--hardware", default="auto", help="auto (GPU when there is one), cpu or cuda"
-    )
+    p.add_argument("--hardware", default="auto", help="auto (GPU when there is one), cpu or cuda")
     p.add_argument("--law", metavar="JSON", help="a scaling_law.json from `budgetlm scale`")
     p.add_argument("--out", default="plan.yaml", help="config file to write (default plan.yaml)")
     p.set_defaults(handler=run_plan)

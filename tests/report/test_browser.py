@@ -12,7 +12,6 @@ import pytest
 
 from budgetlm.report.build import make_report
 
-
 FLAGS = [
     "--headless",
     "--no-sandbox",
