@@ -348,7 +348,7 @@ def select(
     """Keep the `keep` share of a prepared dataset's documents that reference models score as
     most target-like (method "loss" or "loss-diff", the default; see selector.py) and write
     them to `out` as a prepared dataset, validation data unchanged; or re-select from the
-    scores an earlier selection stored (`scores`) without scoring again. Returns the selection record."""
+    scores an earlier selection stored (`scores`) without scoring again; returns the record."""
     return select_data(
         out,
         keep,
