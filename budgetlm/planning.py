@@ -35,7 +35,7 @@ def plan_run(
     """The plan for config.budget on this machine and the config that runs it (config with
     the chosen model size, batch and LR); also a description of the law used."""
     budget = parse_budget(config.budget)
-    law, law_name = load_law(law_path)
+    law, law_name = load_law(law_path, dataset.path)
     vocab = dataset.tokenizer.vocab_size
     device = resolve_device(config.train.device)
     names = [n for n in MODEL_SIZES if n in CPU_SIZES or device.type == "cuda"]
@@ -63,15 +63,20 @@ def plan_run(
     return plan, planned, law_name
 
 
-def load_law(path: str | Path | None) -> tuple[LossLaw, str]:
-    """The law given, else the one `budgetlm scale` left in the cache, else Chinchilla's."""
+def load_law(path: str | Path | None, data: Path | None = None) -> tuple[LossLaw, str]:
+    """The law given, else the one `budgetlm scale` left in the cache when it was fitted on the
+    same prepared data (a law of other data or another tokenizer would rank sizes by the wrong
+    losses), else Chinchilla's."""
     from budgetlm.budget.scaling_law import CHINCHILLA, ScalingLaw
 
     if path is not None:
         return ScalingLaw.load(path), str(path)
     fitted = default_cache_dir() / FITTED_LAW
     if fitted.is_file():
-        return ScalingLaw.load(fitted), f"fitted on your runs ({fitted})"
+        law = ScalingLaw.load(fitted)
+        fitted_on = law.extra.get("data")
+        if data is None or (fitted_on and Path(fitted_on).resolve() == Path(data).resolve()):
+            return law, f"fitted on your runs ({fitted})"
     return CHINCHILLA, "Chinchilla (Hoffmann et al. 2022), for choosing only"
 
 

@@ -64,3 +64,15 @@ def test_auto_size_outside_pretrain_is_a_clear_error():
 
     with pytest.raises(UserError, match="chosen by the planner"):
         ModelConfig(size="auto").resolved(300)
+
+
+def test_a_cached_law_is_used_only_for_the_data_it_was_fitted_on(tmp_path, monkeypatch):
+    from budgetlm.budget.scaling_law import CHINCHILLA
+    from budgetlm.planning import load_law
+
+    monkeypatch.setenv("BUDGETLM_CACHE", str(tmp_path))
+    law = type(CHINCHILLA)(**{**CHINCHILLA.__dict__, "E": 1.0, "extra": {"data": str(tmp_path)}})
+    law.save(tmp_path / "scaling_law.json")
+    assert load_law(None, tmp_path)[0].E == 1.0
+    other, name = load_law(None, tmp_path / "elsewhere")
+    assert other is CHINCHILLA and "Chinchilla" in name
