@@ -84,6 +84,11 @@ class BudgetController:
                 f"use at least --budget {math.ceil(10 * per_step + 2 * reserve_seconds) + 1}s, "
                 "a smaller --model or a smaller train.batch_size"
             )
+        if len(self.step_seconds) <= SKIP_FIRST_STEPS:
+            # Only warm-up steps timed so far (the first may include compiling the model, 15-30 s):
+            # planning from them would end the run after a few steps, and a decay that has
+            # started cannot be re-planned. Keep the provisional plan until a typical step is seen.
+            return max(PROVISIONAL_STEPS, steps_done + 1)
         return steps_done + max(0, math.floor(remaining / per_step))
 
     def used(self, steps_done: int, elapsed: float, total: int) -> float:

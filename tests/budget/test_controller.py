@@ -1,3 +1,5 @@
+import math
+
 import pytest
 
 from budgetlm.budget.controller import PROVISIONAL_STEPS, BudgetController
@@ -27,6 +29,16 @@ def test_time_plan_uses_median_step_time_after_warmup_steps():
     assert c.seconds_per_step() == 0.5
     # 7 steps took 10.5 s; 100 - 10.5 - 9.5 reserved = 80 s left -> 160 more steps
     assert c.replan(7, 10.5, 9.5) == 7 + 160
+
+
+def test_a_slow_first_step_such_as_compiling_does_not_shrink_the_plan():
+    c = BudgetController(Budget("seconds", 120), 1000, 5e9)
+    c.observe_step(15.0)  # torch.compile on the first step
+    assert c.replan(1, 16.0, 90.0) == PROVISIONAL_STEPS
+    c.observe_step(0.1)
+    assert c.replan(2, 16.1, 5.0) == PROVISIONAL_STEPS
+    c.observe_step(0.1)
+    assert c.replan(3, 16.2, 5.0) == 3 + math.floor((120 - 16.2 - 5.0) / 0.1)
 
 
 def test_time_budget_too_small_after_first_step():
