@@ -45,6 +45,13 @@ def mixed(tmp_path_factory):
     return out
 
 
+def _junk_a_half_selection_must_keep(source):
+    """Junk documents that keeping half the pool cannot avoid: the train/validation split
+    (which depends on the documents' paths) may leave fewer clean documents than half."""
+    junk = _is_junk(source, "pool")
+    return max(0, round(0.5 * len(junk)) - int((~junk).sum()))
+
+
 def _is_junk(dataset, domain):
     shard = dataset.shard("train", domain)
     texts = [dataset.tokenizer.decode(shard.document(i)[:-1]) for i in range(shard.num_documents)]
@@ -72,7 +79,8 @@ def test_keep_fraction_keeps_that_count_of_the_filtered_domains(mixed, loss_sele
     source, selected = PreparedDataset(mixed), PreparedDataset(loss_selection)
     n = source.shard("train", "pool").num_documents
     assert selected.shard("train", "pool").num_documents == round(0.5 * n)
-    assert not _is_junk(selected, "pool").any()  # half the pool was junk: all of it went
+    # about half the pool was junk: all of it went, as far as keeping half allows
+    assert _is_junk(selected, "pool").sum() == _junk_a_half_selection_must_keep(source)
     clean = source.shard("train", "clean").num_documents
     assert selected.shard("train", "clean").num_documents == clean  # the target is kept whole
     assert selected.manifest["selection"]["filtered_domains"] == ["pool"]
@@ -102,7 +110,8 @@ def test_loss_diff_selects_and_the_selection_trains(mixed, tiny_config, tmp_path
         "reference",
         "general",
     }
-    assert not _is_junk(PreparedDataset(out), "pool").any()
+    kept_junk = _is_junk(PreparedDataset(out), "pool").sum()
+    assert kept_junk == _junk_a_half_selection_must_keep(PreparedDataset(mixed))
     result = api.pretrain(tiny_config(**{"data.prepared": str(out)}), **QUIET)
     assert result.steps == 12 and np.isfinite(list(result.val_loss.values())).all()
 
