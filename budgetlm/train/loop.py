@@ -99,26 +99,6 @@ class TrainResult:
     tokens_per_second: float
 
 
-def compiled_or_eager(module: torch.nn.Module, log: Callable[[str], None]) -> Callable:
-    """`torch.compile(module)`, falling back to the eager module for good when compiling fails
-    (e.g. no C++ compiler for the CPU backend): a slower run rather than a failed one."""
-    compiled = torch.compile(module)
-    failed = False
-
-    def forward(*args: Any, **kwargs: Any) -> Any:
-        nonlocal failed
-        if not failed:
-            try:
-                return compiled(*args, **kwargs)
-            except Exception as e:  # noqa: BLE001 - any compiler failure: run eagerly instead
-                failed = True
-                first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-                log(f"torch.compile failed ({first}); training without it (train.compile false)")
-        return module(*args, **kwargs)
-
-    return forward
-
-
 class Trainer:
     """Runs optimizer steps with gradient accumulation, bf16 autocast and clipping."""
 
@@ -166,7 +146,10 @@ class Trainer:
             DistributedDataParallel(model) if self.dist.enabled and not self.sharded else None
         )
         wrapped = self.ddp or model
-        self.forward = compiled_or_eager(wrapped, progress.message) if train.compile else wrapped
+        self.forward = torch.compile(wrapped) if train.compile else wrapped
+        # Until a compiled step has run, a failure to compile (forward or backward, e.g. no C++
+        # compiler) falls back to this eager module: a slower run rather than a failed one.
+        self._eager_fallback = wrapped if train.compile else None
         self.schedule, self.planner = schedule, planner
         self.val_streams = val_streams
         self.run_dir = Path(run_dir)
@@ -367,6 +350,30 @@ class Trainer:
         if self.dist.enabled:
             batch = rank_slice(batch, self.dist.rank, self.dist.world_size)
         batch = torch.from_numpy(batch).to(self.device, non_blocking=True)
+        try:
+            total = self._accumulate_gradients(batch)
+        except Exception as e:  # noqa: BLE001 - any failure of an untried compiled model
+            if self._eager_fallback is None:
+                raise
+            first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+            self.progress.message(
+                f"torch.compile failed ({first}); training without it (train.compile false)"
+            )
+            self.optimizer.zero_grad(set_to_none=True)
+            self.forward, self._eager_fallback = self._eager_fallback, None
+            total = self._accumulate_gradients(batch)
+        self._eager_fallback = None  # a compiled step ran: later errors are real errors
+        if self.cfg.grad_clip > 0:
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+            grad_norm = local_value(grad_norm)
+        else:
+            grad_norm = torch.zeros(())
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return total, grad_norm
+
+    def _accumulate_gradients(self, batch: torch.Tensor) -> torch.Tensor:
+        """Forward and backward over the micro-batches of this rank's batch; the mean loss."""
         total = torch.zeros((), device=self.device)
         micros = batch.split(self.cfg.micro_batch_size)
         for i, micro in enumerate(micros):
@@ -385,14 +392,7 @@ class Trainer:
                 )
                 (objective / self.accum).backward()
             total += loss.detach() / self.accum
-        if self.cfg.grad_clip > 0:
-            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
-            grad_norm = local_value(grad_norm)
-        else:
-            grad_norm = torch.zeros(())
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        return total, grad_norm
+        return total
 
     def _elapsed(self) -> float:
         return time.perf_counter() - self._started
