@@ -40,11 +40,10 @@ def plan_run(
     device = resolve_device(config.train.device)
     names = [n for n in MODEL_SIZES if n in CPU_SIZES or device.type == "cuda"]
     sizes = [(n, ModelConfig(size=n, seq_len=config.model.seq_len).resolved(vocab)) for n in names]
-    train = copy.deepcopy(config.train)
     cache = default_cache_dir() / THROUGHPUT_CACHE
 
     def speed(size: str, model: ModelConfig) -> float:
-        measured = measure_throughput(model, train, device, cache_file=cache)
+        measured = measure_throughput(model, config.train, device, cache_file=cache)
         how = "cached" if measured.cached else f"measured over {measured.steps_timed} steps"
         if measured.busy:
             how += "; the CPU was busy with other work, so this understates it and is not cached"

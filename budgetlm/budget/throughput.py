@@ -100,8 +100,8 @@ def measure_throughput(
     _synchronize(device)
     per_step = (time.perf_counter() - t0) / steps
     busy = device.type == "cpu" and _cpu_busy()
-    result = Throughput(train.micro_batch_size * model.seq_len / per_step, per_step, steps)
-    result = dataclasses.replace(result, busy=busy)
+    rate = train.micro_batch_size * model.seq_len / per_step
+    result = Throughput(rate, per_step, steps, busy=busy)
     if cache_file is not None and not busy:
         fields = ("tokens_per_second", "seconds_per_step", "steps_timed")
         cache[key] = {k: getattr(result, k) for k in fields}
