@@ -14,6 +14,7 @@ import torch
 from budgetlm.averager import average_last, soup
 from budgetlm.budget.planner import Plan
 from budgetlm.budget.recipes import Recipe, get_recipe
+from budgetlm.budget.spec import parse_budget
 from budgetlm.config import (
     RESUME_SETTINGS,
     RunConfig,
@@ -37,7 +38,7 @@ from budgetlm.evaluate.heldout import heldout_loss
 from budgetlm.evaluate.scoring import document_losses
 from budgetlm.grower import open_growth_source
 from budgetlm.mixer import search_mixture
-from budgetlm.model.config import AUTO_SIZE
+from budgetlm.model.config import AUTO_SIZE, ModelConfig
 from budgetlm.model.decoder import Decoder
 from budgetlm.model.generate import generate as sample_tokens
 from budgetlm.parent import HF_DEFAULT_LR, Parent, open_parent
@@ -123,8 +124,16 @@ def pretrain(
         tokenizer = run_dir / TOKENIZER_FILE
     t0 = time.perf_counter()
     dataset = _open_data(config, tokenizer=tokenizer, log=log)
-    if config.model.size == AUTO_SIZE:
-        planned, planned_config, law_name = plan_run(config, dataset, log=log)
+    if config.model.size == AUTO_SIZE and parse_budget(config.budget).kind == "steps":
+        config.model.size = ModelConfig().size  # steps fix no time, tokens or FLOPs to plan
+        log(
+            f"budget {config.budget} counts steps, which fix no time, tokens or FLOPs to size a "
+            f"model for: training the default model ({config.model.size}); pass --model to choose"
+        )
+    elif config.model.size == AUTO_SIZE:
+        planned, planned_config, law_name = plan_run(
+            config, dataset, log=log, spent_seconds=time.perf_counter() - t0
+        )
         log(plan_table(planned, law_name))
         config = planned_config
     data = from_dataset(dataset, config.data.weights)

@@ -549,11 +549,11 @@ def _config_from_args(
         flags.append(("model.size", args.model))
     elif (
         args.command == "pretrain"
-        and args.budget
+        and not args.resume
         and not args.config
         and not any(key.startswith("model.") for key, _ in overrides)
     ):
-        flags.append(("model.size", "auto"))  # a budget without a model: the planner sizes it
+        flags.append(("model.size", "auto"))  # no model named: the planner sizes it (api.pretrain)
     if args.budget:
         flags.append(("budget", args.budget))
     if getattr(args, "mixture", None):

@@ -193,6 +193,19 @@ RESUME_SETTINGS = ("train.parallel", "train.device", "train.compile", "train.mic
 (e.g. resume a sharded run with DDP, or on a machine with less memory)."""
 
 
+def decided_by_machine(key: str, saved: Any, wanted: Any) -> bool:
+    """Whether a saved run config's `saved` value of `key` is what a run decides by measuring the
+    machine (job_settings.py) when asked for `wanted`: a precision or compilation left to auto,
+    or evaluation tokens shrunk to fit evaluation's share of a time budget."""
+    if key == "train.precision":
+        return wanted == "auto"
+    if key == "train.compile":
+        return wanted is None
+    if key == "eval.tokens_per_domain":
+        return isinstance(saved, int) and isinstance(wanted, int) and saved < wanted
+    return False
+
+
 def load_config(path: str | Path | None = None, overrides: list[tuple[str, Any]] = ()) -> RunConfig:
     """Defaults, then the YAML file, then the overrides; unknown keys are errors."""
     values: dict[str, Any] = {}

@@ -4,22 +4,26 @@
 from __future__ import annotations
 
 import copy
-import math
+import dataclasses
+import time
 from collections.abc import Callable
 from pathlib import Path
 
+from budgetlm.budget.overheads import checkpoint_count, evaluation_count
 from budgetlm.budget.planner import LossLaw, Overheads, Plan, make_plan
 from budgetlm.budget.spec import parse_budget
-from budgetlm.budget.throughput import measure_throughput
 from budgetlm.config import RunConfig
 from budgetlm.data.cache import default_cache_dir
 from budgetlm.data.dataset import PreparedDataset
+from budgetlm.machine.cache import default_measurements_file
+from budgetlm.machine.precision import choose_precision
+from budgetlm.machine.threads import fit_threads
+from budgetlm.machine.throughput import measure_throughput
 from budgetlm.model.config import MODEL_SIZES, ModelConfig
 from budgetlm.runner import resolve_device
 
 Log = Callable[[str], None]
 
-THROUGHPUT_CACHE = "throughput.json"
 FITTED_LAW = "scaling_law.json"
 """Where `budgetlm scale` leaves its fit for later plans (in the cache directory)."""
 CPU_SIZES = ("nano", "micro", "tiny", "small", "medium")
@@ -31,28 +35,47 @@ def plan_run(
     dataset: PreparedDataset,
     law_path: str | Path | None = None,
     log: Log = print,
+    spent_seconds: float = 0.0,
 ) -> tuple[Plan, RunConfig, str]:
     """The plan for config.budget on this machine and the config that runs it (config with
-    the chosen model size, batch and LR); also a description of the law used."""
+    the chosen model size, batch and LR); also a description of the law used. A time budget
+    also pays for `spent_seconds` already spent and for the measuring done here."""
+    started = time.perf_counter()
     budget = parse_budget(config.budget)
+    _, threads_line = fit_threads()
     law, law_name = load_law(law_path, dataset.path)
     vocab = dataset.tokenizer.vocab_size
     device = resolve_device(config.train.device)
     names = [n for n in MODEL_SIZES if n in CPU_SIZES or device.type == "cuda"]
     sizes = [(n, ModelConfig(size=n, seq_len=config.model.seq_len).resolved(vocab)) for n in names]
-    cache = default_cache_dir() / THROUGHPUT_CACHE
+    cache = default_measurements_file()
+    seconds = 1.0 if config.train.precision == "auto" else 3.0  # two precisions to time
 
     def speed(size: str, model: ModelConfig) -> float:
-        measured = measure_throughput(model, config.train, device, cache_file=cache)
+        choice = choose_precision(model, config.train, device, cache, seconds)
+        train = copy.copy(config.train)
+        train.precision = choice.precision
+        measured = choice.measured or measure_throughput(
+            model, train, device, seconds, cache_file=cache
+        )
         how = "cached" if measured.cached else f"measured over {measured.steps_timed} steps"
         if measured.busy:
             how += "; the CPU was busy with other work, so this understates it and is not cached"
-        log(f"  {size}: {measured.tokens_per_second:,.0f} tokens/s ({how})")
+        line = f"  {size}: {measured.tokens_per_second:,.0f} tokens/s in {choice.precision} ({how})"
+        if choice.reason == "measured":
+            other = choice.fp32 if choice.precision == "bf16" else choice.bf16
+            other_name = "fp32" if choice.precision == "bf16" else "bf16"
+            line += f"; {other_name} {other.tokens_per_second:,.0f}"
+        log(line)
         return measured.tokens_per_second
 
     unique = sum(dataset.token_counts("train").values())
-    log(f"measuring training speed on {device} ({budget}; law: {law_name})")
-    plan = make_plan(budget, sizes, speed, law, run_overheads(config, dataset), unique)
+    log(f"measuring training speed on {device}, {threads_line} ({budget}; law: {law_name})")
+    overheads = run_overheads(config, dataset)
+    measuring = 10.0 if budget.kind == "seconds" else 0.0  # about what the sizes take to time
+    spent = spent_seconds + measuring + time.perf_counter() - started
+    overheads = dataclasses.replace(overheads, setup_seconds=overheads.setup_seconds + spent)
+    plan = make_plan(budget, sizes, speed, law, overheads, unique)
     planned = copy.deepcopy(config)
     planned.model = ModelConfig(size=plan.chosen.size, seq_len=config.model.seq_len)
     planned.train.batch_size = plan.batch_size
@@ -83,13 +106,14 @@ def run_overheads(config: RunConfig, dataset: PreparedDataset) -> Overheads:
     """Forward-pass tokens of the run's evaluations and samples, and its checkpoint count."""
     val = dataset.token_counts("val")
     per_eval = sum(min(n, config.eval.tokens_per_domain) for n in val.values())
-    evaluations = len(config.eval.fractions()) + 2  # before training, on the way, at the end
+    evaluations = evaluation_count(len(config.eval.fractions()))
     new = config.samples.max_new_tokens
     context = min(config.model.seq_len, 12 + new / 2)  # prompt plus half the generated text
     samples = config.samples.prompts_per_domain * len(val) * new * context
-    every = config.checkpoint.every
-    checkpoints = (math.ceil(1 / every) if every > 0 else 0) + 1 + int(config.checkpoint.pre_decay)
-    return Overheads(per_eval * evaluations, int(samples), checkpoints)
+    checkpoints = checkpoint_count(config.checkpoint.every, config.checkpoint.pre_decay)
+    return Overheads(
+        per_eval * evaluations, int(samples), checkpoints, eval_share=config.eval.max_share
+    )
 
 
 def plan_table(plan: Plan, law_name: str) -> str:

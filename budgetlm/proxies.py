@@ -13,14 +13,20 @@ import concurrent.futures
 import contextlib
 import json
 import multiprocessing
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from budgetlm.config import RunConfig
+from budgetlm.machine.threads import (
+    PROCESSES_ENV,
+    fit_threads,
+    processes_sharing,
+    threads_per_process,
+    usable_cores,
+)
 
 Log = Callable[[str], None]
 
@@ -44,8 +50,8 @@ def finished_record(run_dir: Path) -> dict[str, Any] | None:
 
 
 def worker_threads(workers: int) -> int:
-    """Torch threads per worker: this process's threads shared out (at least one each)."""
-    return max(1, torch.get_num_threads() // workers)
+    """Torch threads per worker: this process's cores shared out (at least one each)."""
+    return threads_per_process(usable_cores(), workers * processes_sharing())
 
 
 def run_proxies(configs: list[RunConfig], workers: int, log: Log) -> dict[str, dict[str, Any]]:
@@ -77,7 +83,10 @@ def run_proxies(configs: list[RunConfig], workers: int, log: Log) -> dict[str, d
     log(f"training {len(pending)} proxies in {workers} processes x {threads} threads")
     context = multiprocessing.get_context("spawn")  # fork after torch threads is unsafe
     with concurrent.futures.ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_init_worker, initargs=(threads,)
+        workers,
+        mp_context=context,
+        initializer=_init_worker,
+        initargs=(workers * processes_sharing(),),
     ) as pool:
         futures = {pool.submit(train_proxy, c, str(run_dir_of(c)) + ".log"): c for c in pending}
         try:
@@ -107,8 +116,10 @@ def train_proxy(config: RunConfig, log_file: str) -> dict[str, Any]:
     return finished_record(run_dir_of(config)) or {}
 
 
-def _init_worker(threads: int) -> None:
-    torch.set_num_threads(threads)
+def _init_worker(processes: int) -> None:
+    """Each worker's runs take their share of the cores (machine/threads.py reads this)."""
+    os.environ[PROCESSES_ENV] = str(processes)
+    fit_threads()
 
 
 def _report(config: RunConfig, end: dict[str, Any], done: int, total: int, log: Log) -> None:

@@ -25,12 +25,16 @@ from budgetlm.data.sampler import MixtureSampler
 from budgetlm.data.tokenizer import TOKENIZER_FILE, Tokenizer
 from budgetlm.errors import UserError
 from budgetlm.evaluate.stability import continual_summary
+from budgetlm.job_settings import JobSettings, decide_job_settings
+from budgetlm.machine.cache import default_measurements_file
+from budgetlm.machine.compile import measured_cost, record_compile_cost
+from budgetlm.machine.precision import choose_precision
+from budgetlm.machine.threads import fit_threads
 from budgetlm.model.decoder import Decoder
 from budgetlm.model.flops import count_parameters, flops_per_token
 from budgetlm.model.generate import generate as sample_tokens
 from budgetlm.report.summary import read_metrics, summarize
 from budgetlm.train.checkpoint import latest_checkpoint, list_checkpoints
-from budgetlm.train.config import COMPILE_MIN_SECONDS
 from budgetlm.train.distributed import barrier, broadcast, init_distributed
 from budgetlm.train.host_memory import reuse_freed_memory
 from budgetlm.train.loop import Trainer
@@ -70,8 +74,10 @@ def run_training(
     extra_evaluation: Callable[[torch.device, Callable], ExtraEval] | None = None,
     start_fields: dict[str, Any] | None = None,
 ) -> RunResult:
-    """Train `config.model` on `data` within `config.budget`; resume when `run_dir` is given."""
+    """Train `config.model` on `data` within `config.budget`; resume when `run_dir` is given.
+    A new run's time budget also pays for `data_seconds` already spent preparing it."""
     t0 = time.perf_counter()
+    threads, threads_line = fit_threads()
     resume = run_dir is not None
     budget = parse_budget(config.budget)
     tokenizer = Tokenizer.load(tokenizer_path)
@@ -99,9 +105,11 @@ def run_training(
     if init is not None and not resume:
         init(model, optimizer)
     sharded = _use_sharding(config, dist.enabled)
-    if config.train.compile is None:  # auto: recorded in the saved config as decided
-        long_enough = budget.kind == "seconds" and budget.amount >= COMPILE_MIN_SECONDS
-        config.train.compile = long_enough
+    log(threads_line)
+    spent = 0.0 if resume else data_seconds + time.perf_counter() - t0
+    settings = decide_job_settings(  # recorded in the saved config as decided
+        config, budget, device, dist, len(data.val), spent, log
+    )
     if sharded:
         model, optimizer = _shard(model, optimizer, config)
     sampler = MixtureSampler(
@@ -118,7 +126,11 @@ def run_training(
     )  # fmt: skip
     tokens_per_step = config.train.batch_size * config.model.seq_len
     planner = BudgetController(
-        budget, tokens_per_step, flops_per_token(config.model) * tokens_per_step
+        budget,
+        tokens_per_step,
+        flops_per_token(config.model) * tokens_per_step,
+        estimated_step_seconds=settings.step_seconds,
+        estimated_overhead=settings.estimated_overhead,
     )
     schedule = build_schedule(
         config.train.schedule,
@@ -158,6 +170,7 @@ def run_training(
             dist=dist,
             host_model=(lambda: Decoder(config.model)) if sharded else None,
             after_step=curriculum.after_step if curriculum else None,
+            spent_seconds=0.0 if resume else data_seconds + time.perf_counter() - t0,
         )
         if resume:
             restore_latest(trainer, run_dir, log)
@@ -172,7 +185,7 @@ def run_training(
             tokens_per_step=tokens_per_step,
             device=str(device),
             precision=config.train.precision,
-            threads=torch.get_num_threads(),
+            threads=threads,
             processes=dist.world_size,
             data=data.datasets,
             weights=sampler.weights,
@@ -180,6 +193,7 @@ def run_training(
             unigram_entropy=data.unigram_entropy,
             new_domains=data.new_domains,
             old_domains=data.old_domains,
+            **settings.start_fields(),
             **(start_fields or {}),
         )
         if curriculum is not None:  # the skills graph (maybe from probe runs paid from the budget)
@@ -198,6 +212,8 @@ def run_training(
         raise
     barrier(dist)
     s = result.state
+    if dist.is_main:
+        _record_compile(config, settings, planner, device)
     full_model = trainer.unsharded_model()  # a collective when sharded
     if not dist.is_main:
         return RunResult(run_dir, result.val_loss, s.step, s.tokens, result.tokens_per_second, "")
@@ -223,6 +239,19 @@ def run_training(
     summary = summarize(run_dir)
     log(summary)
     return RunResult(run_dir, result.val_loss, s.step, s.tokens, result.tokens_per_second, summary)
+
+
+def _record_compile(
+    config: RunConfig, settings: JobSettings, planner: BudgetController, device: torch.device
+) -> None:
+    """After a compiled run, keep what compiling cost and bought here for the next decision."""
+    if not settings.compile or settings.step_seconds is None:
+        return
+    cost = measured_cost(planner.step_seconds, settings.step_seconds)
+    if cost is not None:
+        train = config.train
+        record_compile_cost(config.model, train.micro_batch_size, train.precision, device,
+                            default_measurements_file(), cost)  # fmt: skip
 
 
 def _use_sharding(config: RunConfig, distributed: bool) -> bool:
@@ -293,7 +322,13 @@ class NullMetrics:
 
 
 def trainer_autocast(config: RunConfig, device: torch.device) -> Callable:
-    """The autocast context the trainer uses, for evaluations built outside it."""
+    """The autocast context the trainer uses, for evaluations built outside it; a precision
+    still 'auto' is decided here (measured, or cached), in `config`, as training will use it."""
+    if config.train.precision == "auto":
+        choice = choose_precision(
+            config.model.resolved(), config.train, device, default_measurements_file(), 0.25
+        )
+        config.train.precision = choice.precision
     return lambda: autocast(device, config.train.precision)
 
 

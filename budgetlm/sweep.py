@@ -19,7 +19,7 @@ from typing import Any
 
 from budgetlm.budget.scaling_law import DEFAULT_BOOTSTRAP, ScalingLaw, ScalingPoint, fit
 from budgetlm.budget.spec import parse_budget
-from budgetlm.config import RESUME_SETTINGS, RunConfig, load_config, to_dict
+from budgetlm.config import RESUME_SETTINGS, RunConfig, decided_by_machine, load_config, to_dict
 from budgetlm.data.cache import default_cache_dir
 from budgetlm.data.dataset import PreparedDataset
 from budgetlm.errors import UserError, closest
@@ -308,7 +308,11 @@ def _check_reusable(config: RunConfig, dataset: PreparedDataset) -> None:
     saved = to_dict(load_config(run_dir / "config.yaml"))
     wanted = to_dict(config)
     ignore = {"out_dir", "name", "data.prepared", "data.sources", *RESUME_SETTINGS}
-    differ = [k for k in _differences(saved, wanted) if k not in ignore]
+    differ = [
+        k
+        for k in _differences(saved, wanted)
+        if k not in ignore and not decided_by_machine(k, _value(saved, k), _value(wanted, k))
+    ]
     start = next((r for r in read_metrics(run_dir) if r["type"] == "start"), {})
     used = {str(Path(p).resolve()) for p in (start.get("data") or {}).values()}
     if used and used != {str(dataset.path.resolve())}:
@@ -353,3 +357,9 @@ def _read_run(config: RunConfig, size: str, budget: str, domains: list[str]) -> 
         loss=sum(val[d] for d in domains) / len(domains),
         val_loss={d: float(v) for d, v in val.items()},
     )
+
+
+def _value(tree: dict, dotted: str) -> Any:
+    for part in dotted.split("."):
+        tree = tree.get(part) if isinstance(tree, dict) else None
+    return tree

@@ -44,6 +44,16 @@ def write_corpus(root, docs_per_domain=12, seed=0):
     return [f"prose={prose}", f"code={code}"]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def isolated_cache(tmp_path_factory):
+    """Measurements of this machine (precision, speed) go to a cache of the test session, shared
+    by its tests (a test that needs an empty cache sets BUDGETLM_CACHE itself)."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("BUDGETLM_CACHE", str(tmp_path_factory.mktemp("budgetlm-cache")))
+    yield
+    mp.undo()
+
+
 @pytest.fixture(scope="session")
 def tiny_prepared(tmp_path_factory):
     """A prepared two-domain dataset with a 300-token vocabulary."""

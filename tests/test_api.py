@@ -38,7 +38,8 @@ def test_pretrain_writes_the_run_directory_contract(tiny_config):
     assert load_config(run / "config.yaml").train.compile is False  # auto: a short budget
 
 
-def test_compile_auto_is_on_for_time_budgets_of_two_minutes(tiny_config, monkeypatch):
+def compile_decision(api_config, monkeypatch):
+    """train.compile as the run decides it, without training."""
     from budgetlm import runner
 
     seen = {}
@@ -52,8 +53,25 @@ def test_compile_auto_is_on_for_time_budgets_of_two_minutes(tiny_config, monkeyp
 
     monkeypatch.setattr(runner, "Trainer", stop)
     with pytest.raises(Stop):
-        api.pretrain(tiny_config(budget="2m"), log=lambda _: None)
-    assert seen["compile"] is True
+        api.pretrain(api_config, log=lambda _: None)
+    return seen["compile"]
+
+
+@pytest.mark.parametrize(("recorded", "budget", "on"), [
+    (None, "2m", False),  # the prior: 30 s to compile for 1.2x pays after ~4 minutes
+    (None, "10m", True),
+    ((5.0, 1.5), "2m", True),  # measured here: cheap to compile and fast
+    ((60.0, 1.05), "10m", False),  # measured here: not worth it
+])  # fmt: skip
+def test_compile_auto_follows_what_compiling_costs_on_this_machine(
+    tiny_config, monkeypatch, recorded, budget, on
+):
+    from budgetlm.machine import compile as machine_compile
+
+    if recorded is not None:
+        cost = machine_compile.CompileCost(*recorded, measured=True)
+        monkeypatch.setattr("budgetlm.job_settings.compile_cost", lambda *a: cost)
+    assert compile_decision(tiny_config(budget=budget), monkeypatch) is on
 
 
 def test_loaded_model_gives_logits_and_generate_text(tiny_config):

@@ -3,10 +3,10 @@
 import pytest
 
 from budgetlm import api
-from budgetlm.budget.throughput import Throughput
 from budgetlm.cli import main
 from budgetlm.config import load_config
 from budgetlm.errors import UserError
+from budgetlm.machine.throughput import Throughput
 
 RATES = {128: 30_000.0, 192: 12_000.0, 256: 7_000.0, 512: 3_000.0, 640: 2_000.0}
 
@@ -15,11 +15,13 @@ RATES = {128: 30_000.0, 192: 12_000.0, 256: 7_000.0, 512: 3_000.0, 640: 2_000.0}
 def fixed_speed(monkeypatch, tmp_path):
     monkeypatch.setenv("BUDGETLM_CACHE", str(tmp_path / "cache"))
 
-    def measure(model, train, device, **_):
+    def measure(model, train, device, *_, **__):
         rate = RATES[model.d_model]
-        return Throughput(rate, train.micro_batch_size * model.seq_len / rate, 5)
+        per_step = train.micro_batch_size * model.seq_len / rate
+        return Throughput(rate, per_step, 5, train.precision)
 
     monkeypatch.setattr("budgetlm.planning.measure_throughput", measure)
+    monkeypatch.setattr("budgetlm.machine.precision.measure_throughput", measure)
 
 
 def test_plan_writes_a_config_that_pretrain_runs_as_is(tiny_prepared, tmp_path, fixed_speed):
@@ -76,3 +78,32 @@ def test_a_cached_law_is_used_only_for_the_data_it_was_fitted_on(tmp_path, monke
     assert load_law(None, tmp_path)[0].E == 1.0
     other, name = load_law(None, tmp_path / "elsewhere")
     assert other is CHINCHILLA and "Chinchilla" in name
+
+
+def test_pretrain_with_a_step_budget_and_no_model_trains_the_default_model(
+    tiny_prepared, tmp_path, fixed_speed, monkeypatch, capsys
+):
+    captured = {}
+    monkeypatch.setattr(
+        "budgetlm.api.run_training", lambda config, *a, **k: captured.setdefault("c", config)
+    )
+    code = main(["pretrain", "--prepared", str(tiny_prepared), "--budget", "30steps",
+                 "--out", str(tmp_path / "run")])  # fmt: skip
+    assert code == 0 and captured["c"].model.size == "nano"
+    assert "fix no time, tokens or FLOPs" in capsys.readouterr().out
+
+
+def test_a_90_second_budget_plans_a_run_that_fits(
+    tiny_prepared, monkeypatch, tmp_path
+):
+    monkeypatch.setenv("BUDGETLM_CACHE", str(tmp_path / "cache"))
+
+    def slow(model, train, device, *_, **__):  # an AVX2-only CPU's fp32 speed (issue 12)
+        rate = 8000.0 * 128 / model.d_model
+        return Throughput(rate, train.micro_batch_size * model.seq_len / rate, 5, "fp32")
+
+    monkeypatch.setattr("budgetlm.planning.measure_throughput", slow)
+    monkeypatch.setattr("budgetlm.machine.precision.measure_throughput", slow)
+    config = load_config(None, [("data.prepared", str(tiny_prepared)), ("budget", "90s")])
+    plan, _ = api.plan(config, log=lambda _: None)
+    assert plan.chosen.size == "nano" and plan.chosen.seconds <= 90

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from budgetlm.budget.overheads import checkpoint_seconds
 from budgetlm.budget.spec import Budget
 from budgetlm.errors import UserError
 from budgetlm.model.config import ModelConfig
@@ -61,6 +62,9 @@ class Overheads:
     """Forward passes of generating samples at the end (no KV cache: the context each step)."""
     checkpoints: int
     setup_seconds: float = 2.0
+    """Already spent preparing data and measuring, plus building the run."""
+    eval_share: float = 1.0
+    """Most of a time budget evaluation takes (it shrinks its tokens to fit: eval.max_share)."""
 
 
 @dataclass
@@ -168,10 +172,14 @@ def _evaluate(
 ) -> Candidate | None:
     """What `budget` buys with this shape at `rate` tokens/s; None if it buys nothing."""
     per_token = flops_per_token(config)
+    eval_seconds = overheads.eval_tokens / (3 * rate)
+    if budget.kind == "seconds":
+        eval_seconds = min(eval_seconds, overheads.eval_share * budget.amount)
     overhead = (
         overheads.setup_seconds
-        + (overheads.eval_tokens + overheads.sample_tokens) / (3 * rate)
-        + overheads.checkpoints * _checkpoint_seconds(config)
+        + eval_seconds
+        + overheads.sample_tokens / (3 * rate)
+        + overheads.checkpoints * checkpoint_seconds(count_parameters(config)["total"])
     )
     if budget.kind == "seconds":
         tokens = (budget.amount - overhead) * rate
@@ -206,8 +214,3 @@ def _score(budget: Budget, law: LossLaw, sizes: Sequence[tuple[str, ModelConfig]
         return abs(math.log(c.parameters / optimal_params))
 
     return distance
-
-
-def _checkpoint_seconds(config: ModelConfig, bytes_per_second: float = 300e6) -> float:
-    """Writing weights and AdamW moments (12 bytes per parameter) and hashing them."""
-    return 2 * 12 * count_parameters(config)["total"] / bytes_per_second

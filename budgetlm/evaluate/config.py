@@ -17,6 +17,9 @@ class EvalConfig:
     tokens_per_domain: int = 32768
     """Validation tokens per domain scored at each evaluation."""
     batch_size: int = 16
+    max_share: float = 0.10
+    """Largest share of a time budget that evaluation may take: tokens_per_domain shrinks to fit
+    it, measured before training (1 keeps tokens_per_domain as set)."""
 
     def fractions(self) -> list[float]:
         """Shares of the budget after which to evaluate, before the final evaluation."""

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-COMPILE_MIN_SECONDS = 120
-"""Shortest time budget that compiles the model when train.compile is auto: compiling costs
-15-30 s on a CPU (BENCHMARKS.md)."""
+PRECISIONS = ("auto", "bf16", "fp32")
 
 
 @dataclass
@@ -45,15 +43,16 @@ class TrainConfig:
     5-minute nano run (BENCHMARKS.md)."""
     micro_batch_size: int = 16
     """Sequences per forward/backward pass; batch_size / micro_batch_size steps are accumulated."""
-    precision: str = "bf16"
-    """'bf16' (autocast, fp32 master weights) or 'fp32'."""
+    precision: str = "auto"
+    """'bf16' (autocast, fp32 master weights), 'fp32', or 'auto': bf16 on a GPU that supports
+    it; on a CPU the faster of the two for this model, measured (machine/precision.py)."""
     device: str = "auto"
     """'auto' (cuda if available, else cpu), 'cpu' or 'cuda'."""
     compile: bool | None = None
-    """Wrap the model in torch.compile. None (auto): on for time budgets of at least
-    COMPILE_MIN_SECONDS, where the speed-up pays for the compilation (measured 1.26x more tokens
-    and 0.10 nats lower loss in a 2-minute nano run, BENCHMARKS.md), off otherwise (short runs
-    and tests would spend their time compiling). A compilation that fails falls back to eager."""
+    """Wrap the model in torch.compile. None (auto): on for a time budget where the speed-up
+    pays for the compilation, judged from the compile time and speed-up measured by earlier runs
+    on this machine (machine/compile.py), off for other budgets. A compilation that fails falls
+    back to eager."""
     reuse_host_memory: bool = True
     """On the CPU, keep freed buffers in the process for the next step instead of returning them
     to the OS (glibc malloc thresholds, train/host_memory.py); measured in BENCHMARKS.md."""

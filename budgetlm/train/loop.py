@@ -62,12 +62,13 @@ class Schedule(Protocol):
 
 
 class Planner(Protocol):
-    def initial_total(self) -> int: ...
+    def initial_total(self, elapsed: float = 0.0, reserve: float = 0.0) -> int: ...
     def observe_step(self, seconds: float) -> None: ...
     def observe_overhead(self, kind: str, seconds: float) -> None: ...
     def seconds_per_step(self) -> float | None: ...
     def overhead(self, kind: str, default: float = 0.0) -> float: ...
     def replan(self, steps_done: int, elapsed: float, reserve_seconds: float) -> int: ...
+    def off_plan(self, steps_done: int, total: int, elapsed: float, reserve: float) -> bool: ...
     def used(self, steps_done: int, elapsed: float, total: int) -> float: ...
     def state_dict(self) -> dict: ...
     def load_state_dict(self, state: dict) -> None: ...
@@ -124,9 +125,11 @@ class Trainer:
         dist: Distributed | None = None,
         host_model: Callable[[], torch.nn.Module] | None = None,
         after_step: Callable[[int], None] | None = None,
+        spent_seconds: float = 0.0,
     ) -> None:
         """`model` may be sharded with FSDP2 (train/sharding.py); `host_model` then builds an
-        unsharded copy on the CPU, which checkpoints are written from and read into."""
+        unsharded copy on the CPU, which checkpoints are written from and read into.
+        `spent_seconds` went to preparing the run and count against a time budget."""
         self.dist = dist or Distributed()
         world = self.dist.world_size
         if train.batch_size % (train.micro_batch_size * world):
@@ -174,6 +177,8 @@ class Trainer:
         self._snapshot: dict[str, Any] | None = None
         self._started = 0.0
         self._saved_step = -1
+        self._spent = spent_seconds
+        self._replanned_off_schedule = False
 
     def autocast(self) -> contextlib.AbstractContextManager:
         """bf16 autocast on CPU (AMX) and CUDA; fp32 when asked."""
@@ -203,10 +208,14 @@ class Trainer:
     def run(self) -> TrainResult:
         """Train to the planned total; evaluate and checkpoint along the way and at the end."""
         s = self.state
-        self._started = time.perf_counter() - s.elapsed
+        fresh = s.step == 0 and s.elapsed == 0
+        self._started = time.perf_counter() - s.elapsed - (self._spent if fresh else 0.0)
         if s.step == 0:
-            s.total_steps = broadcast(self.planner.initial_total(), self.dist)
+            s.total_steps = broadcast(
+                self.planner.initial_total(self._elapsed(), self._reserve()), self.dist
+            )
             self._evaluate()
+            self._replan()  # with the first evaluation's measured time
         self._take_snapshot()
         while True:
             self._train_to_total()
@@ -398,10 +407,22 @@ class Trainer:
         return time.perf_counter() - self._started
 
     def _replan(self) -> None:
+        """Re-plan the total while the schedule allows; past that, only when the run would miss a
+        time budget by more than the planner tolerates (the LR then jumps a little)."""
         s = self.state
-        if self.schedule.can_replan(s.step, s.total_steps):
-            total = self.planner.replan(s.step, self._elapsed(), self._reserve())
-            s.total_steps = broadcast(total, self.dist)  # rank 0's clock decides for all
+        free = self.schedule.can_replan(s.step, s.total_steps)
+        if not free and not self.planner.off_plan(
+            s.step, s.total_steps, self._elapsed(), self._reserve()
+        ):
+            return
+        total = broadcast(self.planner.replan(s.step, self._elapsed(), self._reserve()), self.dist)
+        if not free and total != s.total_steps and not self._replanned_off_schedule:
+            self._replanned_off_schedule = True
+            self.progress.message(
+                f"[{format_duration(self._elapsed())}] step {s.step}: steps ran at a different "
+                f"speed than planned; re-planned {s.total_steps} -> {total} steps to end on time"
+            )
+        s.total_steps = max(s.step, total)  # rank 0's clock decides for all
 
     def _reserve(self) -> float:
         """Seconds still needed for evaluations and checkpoints until the end of the run."""
@@ -411,9 +432,11 @@ class Trainer:
         ckpts_left = (max(0, math.ceil(1 / every) - 1 - s.checkpoints_done) if every > 0 else 0) + 1
         ckpts_left += int(self.ckpt_cfg.pre_decay and not s.pre_decay_saved)
         per_step = self.planner.seconds_per_step() or 0.0
-        return evals_left * self.planner.overhead(
-            "eval", per_step
-        ) + ckpts_left * self.planner.overhead("checkpoint", per_step)
+        return (
+            evals_left * self.planner.overhead("eval", per_step)
+            + ckpts_left * self.planner.overhead("checkpoint", per_step)
+            + self.planner.overhead("end", 0.0)
+        )
 
     def _maybe_evaluate(self) -> None:
         s = self.state

@@ -41,11 +41,54 @@ def test_a_slow_first_step_such_as_compiling_does_not_shrink_the_plan():
     assert c.replan(3, 16.2, 5.0) == 3 + math.floor((120 - 16.2 - 5.0) / 0.1)
 
 
-def test_time_budget_too_small_after_first_step():
+def test_a_time_budget_is_first_planned_from_the_step_time_measured_before_training():
+    c = BudgetController(Budget("seconds", 100), 1000, 5e9, estimated_step_seconds=0.25)
+    # 10 s already went to preparing the run and 15 s are reserved for evaluations
+    assert c.initial_total(elapsed=10.0, reserve=15.0) == math.floor(75 / 0.25)
+
+
+def test_a_slow_first_step_is_not_extrapolated_when_an_estimate_exists():
+    c = BudgetController(Budget("seconds", 100), 1000, 5e9, estimated_step_seconds=0.2)
+    c.observe_step(40.0)  # compiling
+    assert c.seconds_per_step() == 0.2
+    assert c.replan(1, 45.0, 5.0) == 1 + math.floor(50 / 0.2)
+
+
+def test_a_time_budget_that_cannot_hold_the_smallest_run_is_refused_naming_figures():
+    c = BudgetController(Budget("seconds", 30), 1000, 5e9, estimated_step_seconds=1.0)
+    with pytest.raises(UserError, match=r"budget 30s is too small: 20 optimizer steps take ~20 s"
+                       r".*evaluation, checkpoints and samples ~9 s.*--budget 35s"):  # fmt: skip
+        c.initial_total(elapsed=2.0, reserve=9.0)
+    assert BudgetController(Budget("seconds", 30), 1000, 5e9, estimated_step_seconds=1.0
+                            ).initial_total(elapsed=2.0, reserve=7.0) == 21  # fmt: skip
+
+
+def test_a_started_run_over_its_time_never_aborts():
     c = BudgetController(Budget("seconds", 2), 1000, 5e9)
     c.observe_step(3.0)
-    with pytest.raises(UserError, match="too small.*--budget"):
-        c.replan(1, 3.0, 0.5)
+    assert c.replan(1, 3.0, 0.5) == PROVISIONAL_STEPS  # no typical step yet: provisional
+    for _ in range(3):
+        c.observe_step(3.0)
+    assert c.replan(4, 12.0, 0.5) == 4  # over the budget: end now, evaluate and save
+
+
+def test_off_plan_only_beyond_the_tolerance_and_after_typical_steps():
+    c = BudgetController(Budget("seconds", 100), 1000, 5e9, estimated_step_seconds=0.1)
+    assert not c.off_plan(0, 900, 5.0, 5.0)  # no step timed yet
+    for _ in range(5):
+        c.observe_step(0.1)
+    assert not c.off_plan(100, 900, 10.0, 10.0)  # 10 + 800 * 0.1 + 10 = 100
+    assert not c.off_plan(100, 920, 10.0, 10.0)  # 102: within 3%
+    assert c.off_plan(100, 950, 10.0, 10.0)  # 105
+    assert c.off_plan(100, 800, 10.0, 10.0)  # 90: would end early
+    assert not BudgetController(Budget("steps", 9), 1, 1.0).off_plan(1, 9, 1e9, 0.0)
+
+
+def test_estimated_overheads_stand_until_measured():
+    c = BudgetController(Budget("seconds", 100), 1000, 5e9, estimated_overhead={"eval": 2.0})
+    assert c.overhead("eval") == 2.0 and c.overhead("checkpoint", 0.5) == 0.5
+    c.observe_overhead("eval", 3.0)
+    assert c.overhead("eval") == 3.0
 
 
 def test_state_roundtrip():

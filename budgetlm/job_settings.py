@@ -1,0 +1,150 @@
+"""Decide once, before a training job starts, the settings that depend on this machine:
+threads, precision, compilation, evaluation's share of a time budget, and the step time a time
+budget is first planned from. Each is measured on the device the job uses (machine/), and the
+decisions are written into the run config that is saved with the run."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from budgetlm.budget.overheads import checkpoint_seconds, evaluation_count, fit_eval_tokens
+from budgetlm.budget.spec import Budget
+from budgetlm.config import RunConfig
+from budgetlm.machine.cache import default_measurements_file
+from budgetlm.machine.compile import compile_cost, decide_compile
+from budgetlm.machine.fingerprint import describe_machine
+from budgetlm.machine.precision import PrecisionChoice, choose_precision
+from budgetlm.machine.throughput import Throughput, measure_throughput
+from budgetlm.model.flops import count_parameters
+from budgetlm.train.distributed import Distributed, broadcast
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class JobSettings:
+    """What was decided for this job and the estimates its budget is first planned from."""
+
+    precision: PrecisionChoice
+    compile: bool
+    compile_reason: str
+    machine: str
+    step_seconds: float | None = None
+    """One optimizer step (all its micro-batches), measured before training; None unless the
+    budget is a time."""
+    estimated_overhead: dict[str, float] = field(default_factory=dict)
+    eval_tokens_requested: int | None = None
+    """eval.tokens_per_domain before it was shrunk to evaluation's share (None: not shrunk)."""
+
+    def start_fields(self) -> dict[str, Any]:
+        """For the run's start record."""
+        p = self.precision
+        measured = {
+            name: t.seconds_per_step for name, t in (("fp32", p.fp32), ("bf16", p.bf16)) if t
+        }
+        return {
+            "machine": self.machine,
+            "precision_choice": {"reason": p.reason, "seconds_per_step": measured},
+            "compile": self.compile,
+            "compile_reason": self.compile_reason,
+            "estimated_step_seconds": self.step_seconds,
+            "eval_tokens_requested": self.eval_tokens_requested,
+        }
+
+
+def probe_seconds(budget: Budget) -> float:
+    """How long each precision's step is timed: a small share of a time budget, at least 0.2 s
+    and at most 1 s; 0.25 s for other budgets."""
+    if budget.kind == "seconds":
+        return min(1.0, max(0.2, 0.004 * budget.amount))
+    return 0.25
+
+
+def decide_job_settings(
+    config: RunConfig,
+    budget: Budget,
+    device: torch.device,
+    dist: Distributed,
+    domains: int,
+    spent_seconds: float,
+    log: Log,
+    cache_file: Path | None = None,
+) -> JobSettings:
+    """Resolve train.precision and train.compile, and for a time budget fit eval.tokens_per_domain
+    to eval.max_share of it, in `config` (resolved model); rank 0 decides for every rank."""
+    cache_file = cache_file or default_measurements_file()
+    train, seconds = config.train, probe_seconds(budget)
+    choice = choose_precision(config.model, train, device, cache_file, seconds)
+    choice = broadcast(choice, dist)
+    train.precision = choice.precision
+    log(choice.describe())
+    time_budget = budget.amount if budget.kind == "seconds" else None
+    cost = compile_cost(config.model, train.micro_batch_size, train.precision, device, cache_file)
+    compile_on, compile_reason = decide_compile(
+        train.compile, None if time_budget is None else time_budget - spent_seconds, cost
+    )
+    train.compile = broadcast(compile_on, dist)
+    if train.compile:
+        log(f"torch.compile on ({compile_reason})")
+    settings = JobSettings(choice, train.compile, compile_reason, describe_machine(device))
+    if time_budget is None:
+        return settings
+    measured = choice.measured or measure_throughput(
+        config.model, train, device, seconds, cache_file=cache_file
+    )
+    accum = max(1, train.batch_size // dist.world_size // train.micro_batch_size)
+    settings.step_seconds = broadcast(measured.seconds_per_step * accum, dist)
+    forward = _forward_rate(measured)
+    _fit_evaluation(config, settings, domains, time_budget, forward, log)
+    settings.estimated_overhead = broadcast(_overhead_estimates(config, domains, forward), dist)
+    return settings
+
+
+def _forward_rate(measured: Throughput) -> float:
+    """Forward-only tokens/s: measured, or three times the training rate (forward, backward)."""
+    return measured.forward_tokens_per_second or 3 * measured.tokens_per_second
+
+
+def _fit_evaluation(
+    config: RunConfig,
+    settings: JobSettings,
+    domains: int,
+    budget_seconds: float,
+    forward_tokens_per_second: float,
+    log: Log,
+) -> None:
+    """Shrink eval.tokens_per_domain so that evaluation takes at most eval.max_share."""
+    ev = config.eval
+    if ev.max_share >= 1 or domains == 0:
+        return
+    evaluations = evaluation_count(len(ev.fractions()))
+    fitted = fit_eval_tokens(
+        ev.tokens_per_domain, domains, evaluations, budget_seconds, forward_tokens_per_second,
+        ev.max_share, config.model.seq_len,
+    )  # fmt: skip
+    if fitted < ev.tokens_per_domain:
+        log(
+            f"evaluation: {fitted:,} tokens per domain instead of {ev.tokens_per_domain:,}, so "
+            f"that {evaluations} evaluations take at most {ev.max_share:.0%} of the budget "
+            f"(eval.max_share) at the measured {forward_tokens_per_second:,.0f} tokens/s"
+        )
+        settings.eval_tokens_requested = ev.tokens_per_domain
+        ev.tokens_per_domain = fitted
+
+
+def _overhead_estimates(config: RunConfig, domains: int, forward: float) -> dict[str, float]:
+    """Seconds of one evaluation, one checkpoint and the samples at the end, from the measured
+    forward speed, until the run times them."""
+    s = config.samples
+    context = min(config.model.seq_len, 12 + s.max_new_tokens / 2)
+    sample_tokens = s.prompts_per_domain * domains * s.max_new_tokens * context
+    return {
+        "eval": domains * config.eval.tokens_per_domain / forward,
+        "checkpoint": checkpoint_seconds(count_parameters(config.model)["total"]),
+        "end": sample_tokens / forward,
+    }
