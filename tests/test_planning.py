@@ -106,4 +106,4 @@ def test_a_90_second_budget_plans_a_run_that_fits(
     monkeypatch.setattr("budgetlm.machine.precision.measure_throughput", slow)
     config = load_config(None, [("data.prepared", str(tiny_prepared)), ("budget", "90s")])
     plan, _ = api.plan(config, log=lambda _: None)
-    assert plan.chosen.size == "nano" and plan.chosen.seconds <= 90
+    assert plan.chosen.seconds <= 90 and plan.chosen.tokens > 0
