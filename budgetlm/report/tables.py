@@ -92,7 +92,7 @@ def budget_table(runs: list[Run]) -> str:
     for name, key in OUTSIDE_SHARES:
         rows.append(
             [
-                f"{name} (outside the budget)",
+                f"{name} (besides the steps)",
                 *[format_seconds(u.seconds[key]) if key in u.seconds else "?" for u in uses],
             ]
         )
