@@ -1,5 +1,6 @@
-"""Do runs end on time? Runs `budgetlm pretrain` and one `budgetlm continue` per schedule kind
-(cosine: naive, rewarm: rewarm, wsd: infinite) under time budgets on the built-in data, and
+"""Do runs end on time? Runs `budgetlm pretrain` (the default data), a short one on builtin:prose,
+and from that one a `budgetlm continue` on builtin:code per schedule kind (cosine: naive,
+rewarm: rewarm, wsd: infinite), all under time budgets, and
 prints each command's wall time against its budget, the precision chosen, the tokens trained
 and the final losses against the unigram entropy.
 
@@ -58,11 +59,12 @@ def main() -> None:
           "final loss / unigram entropy")  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        for name, budget in (("pretrain", a.pretrain), ("pretrain (short)", a.short)):
+        runs = (("pretrain", a.pretrain, []), ("pretrain prose", a.short, ["--data", "builtin:prose"]))
+        for name, budget, data in runs:
             out = root / name.replace(" ", "_")
-            wall = run(["pretrain", "--budget", budget, "--out", str(out)])
+            wall = run(["pretrain", "--budget", budget, "--out", str(out), *data])
             print(row(name, budget, wall, out), flush=True)
-        parent = root / "pretrain"
+        parent = root / "pretrain_prose"
         for recipe, schedule in CONTINUE_RECIPES.items():
             out = root / f"continue_{recipe}"
             wall = run(["continue", "--from", str(parent), "--data", "builtin:code",

@@ -99,15 +99,19 @@ def pretrain(
     resume: bool = False,
     log: Log = print,
     settings: Sequence[tuple[str, Any]] = (),
+    started_at: float | None = None,
 ) -> RunResult:
     """Pre-train a model from scratch within the configured budget (or resume a killed run, with
-    `settings` from config.RESUME_SETTINGS changed), then write samples and print a summary."""
+    `settings` from config.RESUME_SETTINGS changed), then write samples and print a summary.
+    A time budget counts from `started_at` (time.perf_counter() when the command started)."""
+    started_at = time.perf_counter() if started_at is None else started_at
     config = copy.deepcopy(config) if config else RunConfig()
+    parse_budget(config.budget)  # a bad budget fails before any data work
     run_dir = None
     if resume:
         run_dir, config = _resume(config, log, settings)
         if config.continual.from_run:
-            return continue_pretraining(config, resume=True, log=log)
+            return continue_pretraining(config, resume=True, log=log, started_at=started_at)
     elif config.continual.from_run:
         raise UserError("continual.from_run is set: use `budgetlm continue` for continued training")
     grow = None
@@ -132,7 +136,7 @@ def pretrain(
         )
     elif config.model.size == AUTO_SIZE:
         planned, planned_config, law_name = plan_run(
-            config, dataset, log=log, spent_seconds=time.perf_counter() - t0
+            config, dataset, log=log, spent_seconds=time.perf_counter() - started_at
         )
         log(plan_table(planned, law_name))
         config = planned_config
@@ -144,6 +148,7 @@ def pretrain(
         run_dir,
         log,
         data_seconds=time.perf_counter() - t0,
+        started_at=started_at,
         init=grow.init if grow else None,
         extra_evaluation=_arith_evaluation(dataset.tokenizer, [dataset]),
         start_fields=grow.start_fields() if grow else None,
@@ -155,12 +160,15 @@ def continue_pretraining(
     resume: bool = False,
     log: Log = print,
     settings: Sequence[tuple[str, Any]] = (),
+    started_at: float | None = None,
 ) -> RunResult:
     """Train an existing model (a budgetlm run or a Hugging Face Llama/Mistral/Qwen2 folder)
     further on new data with a continual pre-training recipe (replay, LR re-warming, or
     continuing a pre-decay checkpoint), measuring the stability gap on the new domains and
     forgetting on the old ones."""
+    started_at = time.perf_counter() if started_at is None else started_at
     config = copy.deepcopy(config)
+    parse_budget(config.budget)  # a bad budget fails before any data work
     run_dir = None
     if resume:
         run_dir, config = _resume(config, log, settings)
@@ -212,6 +220,7 @@ def continue_pretraining(
         run_dir,
         log,
         data_seconds=time.perf_counter() - t0,
+        started_at=started_at,
         init=init,
         extra_evaluation=_arith_evaluation(new.tokenizer, datasets),
         start_fields={

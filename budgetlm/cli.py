@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +15,10 @@ from budgetlm.errors import UserError
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `budgetlm` command; user errors print one line and exit 2."""
+    started_at = time.perf_counter()  # a time budget counts from here (torch loads after)
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
+    args.started_at = started_at
     if args.command is None:
         parser.print_help()
         return 2
@@ -507,7 +510,7 @@ def run_pretrain(args: argparse.Namespace, overrides: list[tuple[str, Any]]) -> 
         raise UserError("--resume continues a run with its saved config.yaml; drop --grow-from")
     flags = [("growth.from_run", args.grow_from)] if args.grow_from else []
     config = _config_from_args(args, overrides, flags, resume_settings=settings)
-    api.pretrain(config, resume=args.resume, settings=settings)
+    api.pretrain(config, resume=args.resume, settings=settings, started_at=args.started_at)
 
 
 def run_continue(args: argparse.Namespace, overrides: list[tuple[str, Any]]) -> None:
@@ -528,7 +531,9 @@ def run_continue(args: argparse.Namespace, overrides: list[tuple[str, Any]]) -> 
         raise UserError("continue needs the new data: --data SOURCE... or --prepared DIR")
     settings = _resume_settings(args, overrides)
     config = _config_from_args(args, overrides, flags, resume_settings=settings)
-    api.continue_pretraining(config, resume=args.resume, settings=settings)
+    api.continue_pretraining(
+        config, resume=args.resume, settings=settings, started_at=args.started_at
+    )
 
 
 def _config_from_args(

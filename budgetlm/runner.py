@@ -73,10 +73,13 @@ def run_training(
     init: Init | None = None,
     extra_evaluation: Callable[[torch.device, Callable], ExtraEval] | None = None,
     start_fields: dict[str, Any] | None = None,
+    started_at: float | None = None,
 ) -> RunResult:
     """Train `config.model` on `data` within `config.budget`; resume when `run_dir` is given.
-    A new run's time budget also pays for `data_seconds` already spent preparing it."""
+    A new run's time budget also pays for the time since `started_at` (time.perf_counter() when
+    the command started; default: `data_seconds` ago)."""
     t0 = time.perf_counter()
+    command_start = started_at if started_at is not None else t0 - data_seconds
     threads, threads_line = fit_threads()
     resume = run_dir is not None
     budget = parse_budget(config.budget)
@@ -106,7 +109,7 @@ def run_training(
         init(model, optimizer)
     sharded = _use_sharding(config, dist.enabled)
     log(threads_line)
-    spent = 0.0 if resume else data_seconds + time.perf_counter() - t0
+    spent = 0.0 if resume else time.perf_counter() - command_start
     settings = decide_job_settings(  # recorded in the saved config as decided
         config, budget, device, dist, len(data.val), spent, log
     )
@@ -170,7 +173,7 @@ def run_training(
             dist=dist,
             host_model=(lambda: Decoder(config.model)) if sharded else None,
             after_step=curriculum.after_step if curriculum else None,
-            spent_seconds=0.0 if resume else data_seconds + time.perf_counter() - t0,
+            spent_seconds=0.0 if resume else time.perf_counter() - command_start,
         )
         if resume:
             restore_latest(trainer, run_dir, log)

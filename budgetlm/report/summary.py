@@ -71,7 +71,7 @@ def summarize(run_dir: str | Path) -> str:
         f"besides: data preparation {_dur(seconds.get('data', 0.0))}, "
         f"model setup and measuring {_dur(seconds.get('setup', 0.0))}, "
         f"samples {_dur(seconds.get('samples', 0.0))}"
-        + (" (a time budget pays for these too)" if not start["budget"].endswith(("steps", "tok", "flop")) else "")
+        + ("" if start["budget"].endswith(("steps", "tok", "flop")) else " (paid from the budget)")
     )
     continual = _last(records, "continual")
     if continual is not None:
