@@ -59,7 +59,8 @@ def main() -> None:
           "final loss / unigram entropy")  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        runs = (("pretrain", a.pretrain, []), ("pretrain prose", a.short, ["--data", "builtin:prose"]))
+        prose = ["--data", "builtin:prose"]
+        runs = (("pretrain", a.pretrain, []), ("pretrain prose", a.short, prose))
         for name, budget, data in runs:
             out = root / name.replace(" ", "_")
             wall = run(["pretrain", "--budget", budget, "--out", str(out), *data])
