@@ -93,9 +93,7 @@ def test_pretrain_with_a_step_budget_and_no_model_trains_the_default_model(
     assert "fix no time, tokens or FLOPs" in capsys.readouterr().out
 
 
-def test_a_90_second_budget_plans_a_run_that_fits(
-    tiny_prepared, monkeypatch, tmp_path
-):
+def test_a_90_second_budget_plans_a_run_that_fits(tiny_prepared, monkeypatch, tmp_path):
     monkeypatch.setenv("BUDGETLM_CACHE", str(tmp_path / "cache"))
 
     def slow(model, train, device, *_, **__):  # an AVX2-only CPU's fp32 speed (issue 12)
