@@ -38,17 +38,23 @@ def test_plan_writes_a_config_that_pretrain_runs_as_is(tiny_prepared, tmp_path, 
     assert saved == planned
 
 
-def test_pretrain_with_a_budget_and_no_model_plans_the_size(
-    tiny_prepared, tmp_path, fixed_speed, monkeypatch, capsys
-):
+def pretrain_config(monkeypatch, prepared, out, budget):
+    """`budgetlm pretrain --budget BUDGET` without --model: its exit code and the config it
+    would train (run_training replaced)."""
     captured = {}
     monkeypatch.setattr(
         "budgetlm.api.run_training", lambda config, *a, **k: captured.setdefault("c", config)
     )
-    code = main(["pretrain", "--prepared", str(tiny_prepared), "--budget", "1e12flop",
-                 "--out", str(tmp_path / "run")])  # fmt: skip
+    code = main(["pretrain", "--prepared", str(prepared), "--budget", budget, "--out", str(out)])
+    return code, captured.get("c")
+
+
+def test_pretrain_with_a_budget_and_no_model_plans_the_size(
+    tiny_prepared, tmp_path, fixed_speed, monkeypatch, capsys
+):
+    code, config = pretrain_config(monkeypatch, tiny_prepared, tmp_path / "run", "1e12flop")
     assert code == 0
-    assert captured["c"].model.size in RATES_BY_SIZE
+    assert config.model.size in RATES_BY_SIZE
     assert "recommended:" in capsys.readouterr().out
 
 
@@ -83,13 +89,8 @@ def test_a_cached_law_is_used_only_for_the_data_it_was_fitted_on(tmp_path, monke
 def test_pretrain_with_a_step_budget_and_no_model_trains_the_default_model(
     tiny_prepared, tmp_path, fixed_speed, monkeypatch, capsys
 ):
-    captured = {}
-    monkeypatch.setattr(
-        "budgetlm.api.run_training", lambda config, *a, **k: captured.setdefault("c", config)
-    )
-    code = main(["pretrain", "--prepared", str(tiny_prepared), "--budget", "30steps",
-                 "--out", str(tmp_path / "run")])  # fmt: skip
-    assert code == 0 and captured["c"].model.size == "nano"
+    code, config = pretrain_config(monkeypatch, tiny_prepared, tmp_path / "run", "30steps")
+    assert code == 0 and config.model.size == "nano"
     assert "fix no time, tokens or FLOPs" in capsys.readouterr().out
 
 
