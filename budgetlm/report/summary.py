@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from budgetlm.budget.spec import parse_budget
 from budgetlm.errors import UserError
 
 
@@ -71,7 +72,7 @@ def summarize(run_dir: str | Path) -> str:
         f"besides: data preparation {_dur(seconds.get('data', 0.0))}, "
         f"model setup and measuring {_dur(seconds.get('setup', 0.0))}, "
         f"samples {_dur(seconds.get('samples', 0.0))}"
-        + ("" if start["budget"].endswith(("steps", "tok", "flop")) else " (paid from the budget)")
+        + (" (paid from the budget)" if parse_budget(start["budget"]).kind == "seconds" else "")
     )
     continual = _last(records, "continual")
     if continual is not None:
