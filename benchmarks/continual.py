@@ -151,7 +151,7 @@ def main() -> None:
             f"{sd([r['forgetting'] for r in runs]):.3f}"
             f" {mean([r['gap'] for r in runs]):8.3f} ± {sd([r['gap'] for r in runs]):.3f}"
         )
-    from budgetlm.budget.recipes import RECIPES as KNOWN
+    from budgetlm.workflows.continual.recipes import RECIPES as KNOWN
 
     default = next((n for n in results if KNOWN[n] == KNOWN["default"]), None)
     if default is not None:

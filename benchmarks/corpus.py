@@ -20,7 +20,7 @@ from pathlib import Path
 # Benchmark this checkout's code, installed or not.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from budgetlm.data.builtin import builtin_documents  # noqa: E402
+from budgetlm.data.ingest.builtin import builtin_documents  # noqa: E402
 
 MIN_PASSAGE, MAX_PASSAGE = 200, 3000
 FILLER_WORDS = (4, 24)

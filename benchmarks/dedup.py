@@ -32,14 +32,14 @@ import numpy as np
 # Benchmark this checkout's code, installed or not.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from budgetlm.data.builtin import builtin_documents  # noqa: E402
-from budgetlm.data.minhash import (  # noqa: E402
+from budgetlm.data.clean.minhash import (  # noqa: E402
     TOKEN,
     MinHashConfig,
     NearDedup,
     candidate_probability,
     minhash_signatures,
 )
+from budgetlm.data.ingest.builtin import builtin_documents  # noqa: E402
 
 HEADER = "Copyright (c) 2024 Example Corp. All rights reserved. Redistribution prohibited."
 FOOTER = "Subscribe to our newsletter for more articles like this one, delivered weekly."

@@ -29,12 +29,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from budgetlm import api  # noqa: E402
 from budgetlm.config import load_config  # noqa: E402
-from budgetlm.data.mixture import from_dataset  # noqa: E402
-from budgetlm.data.sampler import MixtureSampler  # noqa: E402
+from budgetlm.data.feed.sampler import MixtureSampler  # noqa: E402
+from budgetlm.data.feed.streams import from_dataset  # noqa: E402
+from budgetlm.job.run import resolve_device  # noqa: E402
 from budgetlm.model.decoder import Decoder  # noqa: E402
-from budgetlm.runner import resolve_device  # noqa: E402
+from budgetlm.run.records import MetricsLog  # noqa: E402
 from budgetlm.train.loop import Trainer  # noqa: E402
-from budgetlm.train.metrics import MetricsLog  # noqa: E402
 from budgetlm.train.optim import build_adamw  # noqa: E402
 from budgetlm.train.progress import Progress  # noqa: E402
 

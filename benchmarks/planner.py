@@ -22,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from budgetlm import api  # noqa: E402
 from budgetlm.config import load_config  # noqa: E402
-from budgetlm.data.cache import default_cache_dir  # noqa: E402
-from budgetlm.planning import THROUGHPUT_CACHE  # noqa: E402
+from budgetlm.data.prepare.cache import default_cache_dir  # noqa: E402
+from budgetlm.workflows.plan import THROUGHPUT_CACHE  # noqa: E402
 
 
 def main() -> None:

@@ -83,8 +83,8 @@ def descendants(root: int) -> list[int]:
 
 def child(args: argparse.Namespace) -> None:
     """Run prepare_dataset on args.child (a folder) with per-phase peak measurement."""
-    from budgetlm.data import prepare
     from budgetlm.data.config import CleaningConfig
+    from budgetlm.data.prepare import build as prepare
 
     phases: dict[str, dict[str, int]] = {}
 

@@ -125,8 +125,8 @@ def run_hf(spec: dict, corpus: Path, tokenizer: Path, work: Path) -> dict:
 def run_budgetlm(spec: dict, corpus: Path, tokenizer: Path, work: Path) -> dict:
     """prepare_dataset into a fresh folder; ids counted from the shards (EOS removed)."""
     from budgetlm.data.config import CleaningConfig
-    from budgetlm.data.dataset import PreparedDataset
-    from budgetlm.data.prepare import prepare_dataset
+    from budgetlm.data.prepare.build import prepare_dataset
+    from budgetlm.data.store.dataset import PreparedDataset
 
     cleaning = CleaningConfig() if spec["clean"] else CleaningConfig(None, exact_dedup=False)
     out = work / "budgetlm-out"
@@ -229,7 +229,7 @@ def _children_cpu() -> float:
 
 def train_tokenizer(workdir: Path) -> Path:
     """A budgetlm tokenizer (vocab 4096) trained by prepare on an 8 MB sample."""
-    from budgetlm.data.prepare import prepare_dataset
+    from budgetlm.data.prepare.build import prepare_dataset
 
     sample = workdir / "sample.jsonl"
     write_jsonl(sample, SAMPLE_BYTES, DocumentMaker(seed=1))

@@ -35,14 +35,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from budgetlm import api  # noqa: E402
 from budgetlm.config import load_config  # noqa: E402
-from budgetlm.data.mixture_regression import (  # noqa: E402
+from budgetlm.errors import UserError  # noqa: E402
+from budgetlm.workflows.mix.regression import (  # noqa: E402
     leave_one_out,
     regressor_fit,
     spearman,
 )
-from budgetlm.data.mixture_search import SearchSettings  # noqa: E402
-from budgetlm.errors import UserError  # noqa: E402
-from budgetlm.proxies import run_proxies  # noqa: E402
+from budgetlm.workflows.mix.sampling import SearchSettings  # noqa: E402
+from budgetlm.workflows.proxies import run_proxies  # noqa: E402
 
 SOURCES = ["builtin:prose", "builtin:code", "builtin:arith"]
 TARGET = "prose,code,arith"

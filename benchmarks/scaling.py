@@ -36,12 +36,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from budgetlm import api  # noqa: E402
 from budgetlm.budget.scaling_law import CHINCHILLA, fit  # noqa: E402
 from budgetlm.config import load_config  # noqa: E402
-from budgetlm.data.dataset import PreparedDataset  # noqa: E402
+from budgetlm.data.store.dataset import PreparedDataset  # noqa: E402
 from budgetlm.model.flops import count_parameters  # noqa: E402
-from budgetlm.proxies import finished_record  # noqa: E402
 from budgetlm.report.summary import read_metrics  # noqa: E402
-from budgetlm.scaling_plot import plot_sweep  # noqa: E402
-from budgetlm.sweep import SweepRun, parse_size, sweep_run_config  # noqa: E402
+from budgetlm.workflows.proxies import finished_record  # noqa: E402
+from budgetlm.workflows.scale.plot import plot_sweep  # noqa: E402
+from budgetlm.workflows.scale.sweep import SweepRun, parse_size, sweep_run_config  # noqa: E402
 
 SIZES = ["64x2", "96x2", "nano"]
 BUDGETS = ["0.25Mtok", "0.5Mtok", "1Mtok"]

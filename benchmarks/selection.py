@@ -35,10 +35,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from budgetlm import api  # noqa: E402
 from budgetlm.config import load_config  # noqa: E402
-from budgetlm.data.builtin import builtin_documents  # noqa: E402
-from budgetlm.data.dataset import PreparedDataset  # noqa: E402
-from budgetlm.data.filters import normalize  # noqa: E402
-from budgetlm.selector import select_data  # noqa: E402
+from budgetlm.data.clean.filters import normalize  # noqa: E402
+from budgetlm.data.ingest.builtin import builtin_documents  # noqa: E402
+from budgetlm.data.store.dataset import PreparedDataset  # noqa: E402
+from budgetlm.workflows.select import select_data  # noqa: E402
 
 PASSAGE = (800, 2000)  # characters per passage cut from the built-in documents
 BOILERPLATE = [

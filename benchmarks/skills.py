@@ -38,7 +38,7 @@ import torch  # noqa: E402
 
 from budgetlm import api  # noqa: E402
 from budgetlm.config import load_config  # noqa: E402
-from budgetlm.data.arith import SKILLS, arith_eval_set  # noqa: E402
+from budgetlm.data.ingest.arith import SKILLS, arith_eval_set  # noqa: E402
 from budgetlm.evaluate.exact_match import exact_match, tokenize_items  # noqa: E402
 
 ARMS = ["random", "skillit-target", "static-matched", "skillit-probe", "skillit-all", "target-only"]

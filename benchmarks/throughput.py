@@ -68,16 +68,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from budgetlm import api  # noqa: E402
 from budgetlm.config import RunConfig, load_config  # noqa: E402
-from budgetlm.data.cache import prepare_cached  # noqa: E402
-from budgetlm.data.dataset import PreparedDataset  # noqa: E402
-from budgetlm.data.mixture import from_dataset  # noqa: E402
-from budgetlm.data.sampler import MixtureSampler  # noqa: E402
+from budgetlm.data.feed.sampler import MixtureSampler  # noqa: E402
+from budgetlm.data.feed.streams import from_dataset  # noqa: E402
+from budgetlm.data.prepare.cache import prepare_cached  # noqa: E402
+from budgetlm.data.store.dataset import PreparedDataset  # noqa: E402
 from budgetlm.model.config import ModelConfig  # noqa: E402
 from budgetlm.model.decoder import Decoder  # noqa: E402
 from budgetlm.model.flops import count_parameters, flops_per_token  # noqa: E402
 from budgetlm.report.summary import read_metrics  # noqa: E402
+from budgetlm.run.records import MetricsLog  # noqa: E402
 from budgetlm.train.loop import Trainer  # noqa: E402
-from budgetlm.train.metrics import MetricsLog  # noqa: E402
 from budgetlm.train.optim import build_optimizer  # noqa: E402
 from budgetlm.train.progress import Progress  # noqa: E402
 

@@ -11,9 +11,7 @@ from typing import Any
 
 import torch
 
-from budgetlm.averager import average_last, soup
-from budgetlm.budget.planner import Plan
-from budgetlm.budget.recipes import Recipe, get_recipe
+from budgetlm.budget.sizing import Plan
 from budgetlm.budget.spec import parse_budget
 from budgetlm.config import (
     RESUME_SETTINGS,
@@ -22,42 +20,44 @@ from budgetlm.config import (
     save_config,
     write_text_atomic,
 )
-from budgetlm.data.cache import prepare_cached
 from budgetlm.data.config import CleaningConfig
-from budgetlm.data.dataset import PreparedDataset
-from budgetlm.data.mixture import TrainingData, from_dataset, with_replay
-from budgetlm.data.mixture_file import mixture_weights as read_mixture_weights
-from budgetlm.data.mixture_search import SearchSettings
-from budgetlm.data.prepare import prepare_dataset
-from budgetlm.data.subset import lowest_scoring, subset_stream
-from budgetlm.data.tokenizer import TOKENIZER_FILE, Tokenizer
+from budgetlm.data.feed.mixture_file import mixture_weights as read_mixture_weights
+from budgetlm.data.feed.streams import TrainingData, from_dataset, with_replay
+from budgetlm.data.prepare.build import prepare_dataset
+from budgetlm.data.prepare.cache import prepare_cached
+from budgetlm.data.store.dataset import PreparedDataset
+from budgetlm.data.store.subset import lowest_scoring, subset_stream
+from budgetlm.data.store.tokenizer import TOKENIZER_FILE, Tokenizer
 from budgetlm.errors import UserError
 from budgetlm.evaluate.exact_match import exact_match, tokenize_items
 from budgetlm.evaluate.harness import HarnessScorer, resolve_tasks, run_tasks
 from budgetlm.evaluate.heldout import heldout_loss
 from budgetlm.evaluate.scoring import document_losses
-from budgetlm.grower import open_growth_source
-from budgetlm.mixer import search_mixture
-from budgetlm.model.config import AUTO_SIZE, ModelConfig
-from budgetlm.model.decoder import Decoder
-from budgetlm.model.generate import generate as sample_tokens
-from budgetlm.parent import HF_DEFAULT_LR, Parent, open_parent
-from budgetlm.planning import plan_run, plan_table
-from budgetlm.report.build import ReportFiles, make_report
-from budgetlm.report.summary import read_metrics
-from budgetlm.runner import (
+from budgetlm.job.run import (
     RunResult,
     find_resume_dir,
     resolve_device,
     run_training,
     trainer_autocast,
 )
-from budgetlm.selector import select_data
-from budgetlm.sweep import SweepResult, check_grid, run_sweep
+from budgetlm.model.config import AUTO_SIZE, ModelConfig
+from budgetlm.model.decoder import Decoder
+from budgetlm.model.generate import generate as sample_tokens
+from budgetlm.report.build import ReportFiles, make_report
+from budgetlm.report.summary import read_metrics
 from budgetlm.train.checkpoint import (
     latest_checkpoint,
     load_weights,
 )
+from budgetlm.workflows.average import average_last, soup
+from budgetlm.workflows.continual.parent import HF_DEFAULT_LR, Parent, open_parent
+from budgetlm.workflows.continual.recipes import Recipe, get_recipe
+from budgetlm.workflows.grow import open_growth_source
+from budgetlm.workflows.mix.sampling import SearchSettings
+from budgetlm.workflows.mix.search import search_mixture
+from budgetlm.workflows.plan import plan_run, plan_table
+from budgetlm.workflows.scale.sweep import SweepResult, check_grid, run_sweep
+from budgetlm.workflows.select import select_data
 
 Log = Callable[[str], None]
 CONTINUAL_EARLY_EVALS = [0.005, 0.01, 0.02, 0.03, 0.05, 0.075]
@@ -644,7 +644,7 @@ def _arith_evaluation(tokenizer: Tokenizer, datasets: list[PreparedDataset]):
     ]
     if not specs:
         return None
-    from budgetlm.data.arith import SKILLS, arith_eval_set
+    from budgetlm.data.ingest.arith import SKILLS, arith_eval_set
 
     named = {spec.split("builtin:arith/", 1)[1] for spec in specs if "builtin:arith/" in spec}
     whole = any("builtin:arith/" not in spec for spec in specs)

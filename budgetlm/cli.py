@@ -673,7 +673,7 @@ def _missing_mix_command(args: argparse.Namespace, overrides: list[tuple[str, An
 def run_mix_search(args: argparse.Namespace, overrides: list[tuple[str, Any]]) -> None:
     from budgetlm import api
     from budgetlm.config import load_config
-    from budgetlm.data.mixture_search import SearchSettings
+    from budgetlm.workflows.mix.sampling import SearchSettings
 
     if args.data and args.prepared:
         raise UserError("pass --data SOURCE... or --prepared DIR, not both")

@@ -40,7 +40,7 @@ def test_pretrain_writes_the_run_directory_contract(tiny_config):
 
 def compile_decision(api_config, monkeypatch):
     """train.compile as the run decides it, without training."""
-    from budgetlm import runner
+    from budgetlm.job import run as runner
 
     seen = {}
 
@@ -70,7 +70,7 @@ def test_compile_auto_follows_what_compiling_costs_on_this_machine(
 
     if recorded is not None:
         cost = machine_compile.CompileCost(*recorded, measured=True)
-        monkeypatch.setattr("budgetlm.job_settings.compile_cost", lambda *a: cost)
+        monkeypatch.setattr("budgetlm.job.settings.compile_cost", lambda *a: cost)
     assert compile_decision(tiny_config(budget=budget), monkeypatch) is on
 
 
@@ -223,7 +223,7 @@ def test_retention_keeps_the_last_k_and_every_mth(tiny_config):
 
 
 def test_no_prompts_means_no_samples():
-    from budgetlm.runner import document_openings
+    from budgetlm.job.run import document_openings
 
     stream = np.array([5, 6, 7, 0, 8, 9, 0, 3, 4, 0])
     assert document_openings(stream, eos_id=0, count=0, length=2) == []

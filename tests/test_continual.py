@@ -246,7 +246,7 @@ def test_continue_from_hugging_face_starts_from_its_exact_weights(hf_setup):
     import torch
     import torch.nn.functional as F
 
-    from budgetlm.data.dataset import PreparedDataset
+    from budgetlm.data.store.dataset import PreparedDataset
     from budgetlm.evaluate.loss import fixed_windows
 
     _, hf_model, _, _ = hf_setup

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from budgetlm.data.sampler import MixtureStage
+from budgetlm.data.feed.sampler import MixtureStage
 
 DEFAULT_SOURCES = ("builtin:prose", "builtin:code")
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from budgetlm.data.tokenizer import Tokenizer
+from budgetlm.data.store.tokenizer import Tokenizer
 from budgetlm.errors import UserError
 from budgetlm.model.decoder import Decoder
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from budgetlm.data.shards import TokenShard
+from budgetlm.data.store.shards import TokenShard
 
 IGNORE = -100
 """Target id the decoder's cross-entropy skips (padding of short windows)."""

@@ -7,7 +7,7 @@ import json
 import os
 from pathlib import Path
 
-from budgetlm.data.cache import default_cache_dir
+from budgetlm.data.prepare.cache import default_cache_dir
 
 MEASUREMENTS_FILE = "machine.json"
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from budgetlm.data.tokenizer import Tokenizer
+from budgetlm.data.store.tokenizer import Tokenizer
 from budgetlm.errors import UserError
 from budgetlm.model.config import ModelConfig
 from budgetlm.model.decoder import Decoder

@@ -94,7 +94,7 @@ class Run:
         path = self.path / TOKENIZER_FILE
         if not path.is_file():
             return None
-        from budgetlm.data.tokenizer import Tokenizer
+        from budgetlm.data.store.tokenizer import Tokenizer
 
         return Tokenizer.load(path).fingerprint
 

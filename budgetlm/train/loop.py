@@ -20,6 +20,7 @@ from torch.nn.parallel import DistributedDataParallel
 from budgetlm.errors import UserError
 from budgetlm.evaluate.config import EvalConfig
 from budgetlm.evaluate.loss import validation_loss
+from budgetlm.run.records import MetricsLog
 from budgetlm.train.checkpoint import (
     load_optimizer,
     load_weights,
@@ -35,7 +36,6 @@ from budgetlm.train.distributed import (
     rank_slice,
 )
 from budgetlm.train.guard import GuardConfig, LossGuard
-from budgetlm.train.metrics import MetricsLog
 from budgetlm.train.precision import autocast
 from budgetlm.train.progress import Progress, format_duration
 from budgetlm.train.reweight import step_losses

@@ -12,7 +12,7 @@ import torch
 from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders, models, pre_tokenizers, processors, trainers
 
-from budgetlm.data.tokenizer import Tokenizer
+from budgetlm.data.store.tokenizer import Tokenizer
 from budgetlm.errors import UserError
 from budgetlm.evaluate.harness import HarnessScorer, harness_model, resolve_tasks, run_tasks
 from budgetlm.model.config import ModelConfig

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from budgetlm import api
 from budgetlm.cli import main
-from budgetlm.data.dataset import PreparedDataset
+from budgetlm.data.store.dataset import PreparedDataset
 from budgetlm.errors import UserError
 from budgetlm.evaluate import heldout
 from budgetlm.evaluate.heldout import heldout_loss

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import torch
 
-from budgetlm.data.shards import ShardWriter, TokenShard
+from budgetlm.data.store.shards import ShardWriter, TokenShard
 from budgetlm.evaluate.scoring import document_losses
 
 

@@ -64,7 +64,7 @@ def test_qwen2_round_trip_keeps_biases(tmp_path) -> None:
 
     original = write_hf_model(tmp_path / "qwen", "qwen2", tie=True)
     model = load_hf_model(tmp_path / "qwen")
-    from budgetlm.data.tokenizer import Tokenizer
+    from budgetlm.data.store.tokenizer import Tokenizer
     from budgetlm.model.hf_export import export_hf
 
     export_hf(model, Tokenizer.load(tmp_path / "qwen"), tmp_path / "out")

@@ -14,7 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from budgetlm.data.sampler import MixtureSampler
+from budgetlm.data.feed.sampler import MixtureSampler
 from budgetlm.errors import UserError
 from budgetlm.train.checkpoint import list_checkpoints
 from budgetlm.train.distributed import rank_slice
@@ -124,7 +124,7 @@ def test_sharded_training_matches_one_process_and_resumes_sharded(tiny_prepared,
 
 
 def test_sharding_refuses_muon(tiny_config):
-    from budgetlm.runner import _use_sharding
+    from budgetlm.job.run import _use_sharding
 
     config = tiny_config(**{"train.parallel": "fsdp", "train.optimizer": "muon"})
     with pytest.raises(UserError, match="adamw only"):

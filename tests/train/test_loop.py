@@ -9,9 +9,9 @@ from budgetlm.budget.spec import Budget
 from budgetlm.evaluate.config import EvalConfig
 from budgetlm.model.config import ModelConfig
 from budgetlm.model.decoder import Decoder
+from budgetlm.run.records import MetricsLog
 from budgetlm.train.config import CheckpointConfig, TrainConfig
 from budgetlm.train.loop import Trainer
-from budgetlm.train.metrics import MetricsLog
 from budgetlm.train.optim import build_adamw
 from budgetlm.train.progress import Progress
 from budgetlm.train.schedules import WarmupStableDecay

@@ -1,0 +1,236 @@
+"""`budgetlm average`: a new run directory whose model is the uniform average of the last k
+checkpoints of one run (LAWA; Sanyal et al., "Early Weight Averaging meets High Learning Rates
+for LLM Pre-training", 2023) or of several runs' final models (a uniform model soup, Wortsman
+et al., "Model soups", 2022; see train/averaging.py). The directory has the files `eval`,
+`generate`, `export` and `load_model` read: config.yaml, tokenizer.json, metrics.jsonl and one
+checkpoint tagged 'final' (weights only: continuing it starts fresh optimizer moments)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from budgetlm.config import RunConfig, load_config, save_config
+from budgetlm.data.store.dataset import PreparedDataset
+from budgetlm.data.store.tokenizer import TOKENIZER_FILE, Tokenizer
+from budgetlm.errors import UserError
+from budgetlm.evaluate.loss import validation_loss
+from budgetlm.model.decoder import Decoder
+from budgetlm.report.summary import read_metrics
+from budgetlm.run.records import MetricsLog
+from budgetlm.train.averaging import average_checkpoints, final_checkpoint, last_checkpoints
+from budgetlm.train.checkpoint import save_checkpoint
+from budgetlm.train.precision import autocast
+
+Log = Callable[[str], None]
+DECAYED = 0.5
+"""An LR factor below this share of the largest averaged one marks a checkpoint as decayed."""
+
+
+def average_last(run: str | Path, out: str | Path, last: int | None, log: Log = print) -> dict:
+    """Write `out`, a run whose model is the mean of `run`'s newest `last` checkpoints (all of
+    them when None); returns the "average" record it logs."""
+    run_dir, out = _run_dir(run, "--run"), _new_out(out, [run])
+    config = load_config(run_dir / "config.yaml")
+    chosen = last_checkpoints(run_dir, last, log)
+    sources = [_source(run_dir, path, state) for path, state in chosen]
+    for s in sources:
+        log(f"averaging {s['checkpoint']} (step {s['step']:,}, LR x{s['lr_factor']:.2f})")
+    factors = [s["lr_factor"] for s in sources]
+    if factors[-1] < DECAYED * max(factors):
+        log(
+            f"warning: the newest checkpoint was trained at LR x{factors[-1]:.2f} and older ones "
+            f"at up to x{max(factors):.2f}: averaging a decayed model with less decayed ones "
+            "usually makes it worse (BENCHMARKS.md); averaging helps runs with a constant LR "
+            "(train.schedule constant)"
+        )
+    model = Decoder(config.model.resolved())
+    average_checkpoints([path for path, _ in chosen], model)
+    record = {"method": "last", "count": len(sources), "sources": sources}
+    evaluation = _evaluate(model, config, run_dir, log)
+    _write_run(out, config, run_dir, model, chosen[-1][1], record, evaluation)
+    log(f"the average of {len(sources)} checkpoints of {run_dir} written to {out}")
+    _compare(evaluation, {f"{run_dir} at step {sources[-1]['step']:,}": run_dir}, log)
+    return record
+
+
+def soup(runs: list[str | Path], out: str | Path, log: Log = print) -> dict:
+    """Write `out`, a run whose model is the mean of the final models of `runs` (same shape
+    and tokenizer); returns the "average" record it logs."""
+    dirs = [_run_dir(r, "--runs") for r in runs]
+    if len({d.resolve() for d in dirs}) != len(dirs) or len(dirs) < 2:
+        raise UserError(
+            f"a soup needs two or more different runs, got {' '.join(map(str, runs))}; "
+            "pass --runs RUN_A RUN_B ..."
+        )
+    out = _new_out(out, runs)
+    configs = [load_config(d / "config.yaml") for d in dirs]
+    _check_same_shape(dirs, configs)
+    _check_same_tokenizer(dirs)
+    finals = [final_checkpoint(d) for d in dirs]
+    sources = [_source(d, path, state) for d, (path, state) in zip(dirs, finals, strict=True)]
+    parents = {_parent(d) for d in dirs}
+    if len(parents) != 1 or None in parents:
+        log(
+            "warning: these runs do not continue one common checkpoint (budgetlm continue "
+            "--from the same run): a soup of independently trained models is usually worse than "
+            "each of them (Wortsman et al. 2022); compare them with `budgetlm eval`"
+        )
+    model = Decoder(configs[0].model.resolved())
+    average_checkpoints([path for path, _ in finals], model)
+    record = {"method": "soup", "count": len(sources), "sources": sources}
+    evaluation = _evaluate(model, configs[0], dirs[0], log)
+    newest = max((state for _, state in finals), key=lambda state: state["step"])
+    _write_run(out, configs[0], dirs[0], model, newest, record, evaluation)
+    log(f"the soup of {len(sources)} runs written to {out}")
+    _compare(evaluation, {str(d): d for d in dirs}, log)
+    return record
+
+
+def _source(run_dir: Path, path: Path, state: dict) -> dict[str, Any]:
+    return {
+        "run": str(run_dir.resolve()),
+        "checkpoint": path.name,
+        "step": state["step"],
+        "tokens": state.get("train", {}).get("tokens"),
+        "lr_factor": state.get("lr_factor", 1.0),
+    }
+
+
+def _run_dir(run: str | Path, flag: str) -> Path:
+    path = Path(run)
+    if not (path / "config.yaml").is_file():
+        raise UserError(f"{flag} {run} is not a budgetlm run directory (no config.yaml)")
+    return path
+
+
+def _new_out(out: str | Path, sources: list[str | Path]) -> Path:
+    """The output run directory, which must not exist yet (nothing a user has is overwritten)."""
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UserError(f"--out {out} already exists; choose a new run directory")
+    if any(out.resolve() == Path(s).resolve() for s in sources):
+        raise UserError(f"--out {out} is one of the runs averaged; choose a new run directory")
+    return out
+
+
+def _check_same_shape(dirs: list[Path], configs: list[RunConfig]) -> None:
+    """Every run's model has the first's shape (all fields but the preset name)."""
+    first = dataclasses.asdict(configs[0].model.resolved())
+    for d, config in zip(dirs[1:], configs[1:], strict=True):
+        other = dataclasses.asdict(config.model.resolved())
+        differ = [k for k in first if k != "size" and first[k] != other[k]]
+        if differ:
+            shown = ", ".join(f"{k} {first[k]} vs {other[k]}" for k in differ)
+            raise UserError(
+                f"cannot average {dirs[0]} and {d}: their models differ ({shown}); a soup needs "
+                "runs of one shape, e.g. continued from the same run with `budgetlm continue`"
+            )
+
+
+def _check_same_tokenizer(dirs: list[Path]) -> None:
+    prints = [Tokenizer.load(d / TOKENIZER_FILE).fingerprint for d in dirs]
+    for d, fingerprint in zip(dirs[1:], prints[1:], strict=True):
+        if fingerprint != prints[0]:
+            raise UserError(
+                f"cannot average {dirs[0]} and {d}: they were trained with different tokenizers; "
+                "a soup needs runs of one tokenizer (prepare their data with `--tokenizer`)"
+            )
+
+
+def _parent(run_dir: Path) -> tuple | None:
+    """The checkpoint a run started from (continued or grown), None for a run from scratch."""
+    start = _start(run_dir)
+    for key in ("parent", "grown_from"):
+        if start.get(key):
+            return str(Path(start[key]).resolve()), start.get(f"{key}_checkpoint")
+    return None
+
+
+def _start(run_dir: Path) -> dict[str, Any]:
+    if not (run_dir / "metrics.jsonl").is_file():
+        return {}
+    return next((r for r in read_metrics(run_dir) if r["type"] == "start"), {})
+
+
+def _evaluate(model: Decoder, config: RunConfig, source: Path, log: Log) -> dict | None:
+    """Held-out loss per domain of the averaged model, measured as the source run's training
+    evaluations were (same tokens, precision and function), so the numbers compare; None when
+    the data the run trained on is gone."""
+    used = _start(source).get("data")
+    if not isinstance(used, dict) or not used:
+        return None
+    gone = sorted({p for p in used.values() if not (Path(p) / "manifest.json").is_file()})
+    if gone:
+        log(f"not evaluated: the data {source} trained on is gone ({', '.join(gone)})")
+        return None
+    opened = {p: PreparedDataset(p) for p in sorted(set(used.values()))}
+    streams = {domain: opened[p].tokens("val", domain) for domain, p in used.items()}
+    device = torch.device("cpu")
+    losses = validation_loss(
+        model,
+        streams,
+        config.model.seq_len,
+        config.eval.tokens_per_domain,
+        config.eval.batch_size,
+        device,
+        lambda: autocast(device, config.train.precision),
+    )
+    return {"val_loss": losses}
+
+
+def _compare(evaluation: dict | None, runs: dict[str, Path], log: Log) -> None:
+    """Log the averaged model's held-out loss beside each source run's final evaluation."""
+    if evaluation is None:
+        return
+    shown = ", ".join(f"{d} {v:.4f}" for d, v in evaluation["val_loss"].items())
+    log(f"held-out loss of the average: {shown}")
+    for name, run_dir in runs.items():
+        evals = [r for r in read_metrics(run_dir) if r["type"] == "eval"]
+        if evals:
+            final = ", ".join(f"{d} {v:.4f}" for d, v in evals[-1]["val_loss"].items())
+            log(f"  {name} (its last evaluation): {final}")
+
+
+def _write_run(
+    out: Path,
+    config: RunConfig,
+    source: Path,
+    model: Decoder,
+    newest: dict,
+    record: dict,
+    evaluation: dict | None,
+) -> None:
+    """Write the averaged run into a temporary directory, then rename it to `out`; its one
+    checkpoint carries the step and training counters of the newest checkpoint averaged."""
+    step = newest["step"]
+    config = dataclasses.replace(config, name=out.name, out_dir=str(out.parent))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        save_config(config, tmp / "config.yaml")
+        shutil.copyfile(source / TOKENIZER_FILE, tmp / TOKENIZER_FILE)
+        start = {k: v for k, v in _start(source).items() if k not in ("type", "time")}
+        metrics = MetricsLog(tmp / "metrics.jsonl")
+        metrics.write("start", **start, averaged_from=record["sources"])
+        metrics.write("average", **record)
+        if evaluation is not None:  # as the training loop logs it, so reports can show it
+            tokens = newest.get("train", {}).get("tokens")
+            metrics.write("eval", step=step, tokens=tokens, **evaluation)
+        metrics.close()
+        state = {"tags": ["final"], "train": newest.get("train", {}), "average": record}
+        save_checkpoint(tmp, step, model, None, state)
+        if out.exists():
+            out.rmdir()  # an empty directory, checked by _new_out
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
