@@ -1,7 +1,8 @@
 """Data-loader overhead: the share of a training step spent getting its batch.
 
-Builds the default run's parts as `runner.run_training` does (the built-in prose + code data,
-prepared and cached by `prepare_cached` through `api._open_data`; the default model "nano",
+Builds the default run's parts as `job.run.run_training` does (the built-in prose + code
+data, prepared and cached by `prepare_cached` through `workflows.data.open_data`; the default
+model "nano",
 batch 16, seq_len 256, bf16 autocast on CPU; AdamW) and runs the trainer's own optimizer step
 (`Trainer._optimizer_step`) with the sampler wrapped in a timer. Per step, the loader's work is
 what the trainer does before the forward pass: `MixtureSampler.next_batch(batch_size)`, then
@@ -27,16 +28,16 @@ import torch
 # Benchmark this checkout's code, installed or not.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from budgetlm import api  # noqa: E402
 from budgetlm.config import load_config  # noqa: E402
 from budgetlm.data.feed.sampler import MixtureSampler  # noqa: E402
 from budgetlm.data.feed.streams import from_dataset  # noqa: E402
-from budgetlm.job.run import resolve_device  # noqa: E402
+from budgetlm.machine.device import resolve_device  # noqa: E402
 from budgetlm.model.decoder import Decoder  # noqa: E402
 from budgetlm.run.records import MetricsLog  # noqa: E402
 from budgetlm.train.loop import Trainer  # noqa: E402
 from budgetlm.train.optim import build_adamw  # noqa: E402
 from budgetlm.train.progress import Progress  # noqa: E402
+from budgetlm.workflows.data import open_data  # noqa: E402
 
 
 class TimedSampler:
@@ -86,7 +87,7 @@ def main() -> None:
     if args.model:
         overrides.append(("model.size", args.model))
     config = load_config(None, overrides)
-    dataset = api._open_data(config, tokenizer=None, log=print)
+    dataset = open_data(config, tokenizer=None, log=print)
     data = from_dataset(dataset, config.data.weights)
     config.model = config.model.resolved(vocab_size=dataset.tokenizer.vocab_size)
     device = resolve_device(config.train.device)

@@ -66,7 +66,7 @@ def run(args: argparse.Namespace, name: str, settings: dict, seed: int) -> dict:
     if trained_with_muon(run_dir) != muon:
         raise SystemExit(
             f"{run_dir} was trained with {'AdamW' if muon else 'Muon'}, not as configured: "
-            "budgetlm/runner.py must build the optimizer with train.optim.build_optimizer "
+            "budgetlm/job/run.py must build the optimizer with train.optim.build_optimizer "
             "(delete the run directory after fixing it)"
         )
     end = records(run_dir, "end")[-1]

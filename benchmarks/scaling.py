@@ -38,8 +38,10 @@ from budgetlm.budget.scaling_law import CHINCHILLA, fit  # noqa: E402
 from budgetlm.config import load_config  # noqa: E402
 from budgetlm.data.store.dataset import PreparedDataset  # noqa: E402
 from budgetlm.model.flops import count_parameters  # noqa: E402
-from budgetlm.report.summary import read_metrics  # noqa: E402
-from budgetlm.workflows.proxies import finished_record  # noqa: E402
+from budgetlm.run.records import (
+    finished_record,  # noqa: E402
+    read_metrics,  # noqa: E402
+)
 from budgetlm.workflows.scale.plot import plot_sweep  # noqa: E402
 from budgetlm.workflows.scale.sweep import SweepRun, parse_size, sweep_run_config  # noqa: E402
 

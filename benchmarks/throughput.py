@@ -75,8 +75,10 @@ from budgetlm.data.store.dataset import PreparedDataset  # noqa: E402
 from budgetlm.model.config import ModelConfig  # noqa: E402
 from budgetlm.model.decoder import Decoder  # noqa: E402
 from budgetlm.model.flops import count_parameters, flops_per_token  # noqa: E402
-from budgetlm.report.summary import read_metrics  # noqa: E402
-from budgetlm.run.records import MetricsLog  # noqa: E402
+from budgetlm.run.records import (
+    MetricsLog,  # noqa: E402
+    read_metrics,  # noqa: E402
+)
 from budgetlm.train.loop import Trainer  # noqa: E402
 from budgetlm.train.optim import build_optimizer  # noqa: E402
 from budgetlm.train.progress import Progress  # noqa: E402
@@ -430,7 +432,7 @@ def pretrain_check(size: str, steps: int, threads: int) -> float:
                 ("eval.tokens_per_domain", 4096),
                 ("checkpoint.every", 0),
                 ("checkpoint.pre_decay", False),
-                ("samples.prompts_per_domain", 1),  # 0 would mean every document: runner.py
+                ("samples.prompts_per_domain", 1),  # 0 would mean every document: job/samples.py
                 ("samples.max_new_tokens", 1),
             ],
         )

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
-import tempfile
 import types
 import typing
 from dataclasses import dataclass, field
@@ -18,6 +16,7 @@ import yaml
 from budgetlm.data.config import DataConfig
 from budgetlm.errors import UserError, closest
 from budgetlm.evaluate.config import EvalConfig, SampleConfig
+from budgetlm.io import write_text_atomic
 from budgetlm.model.config import ModelConfig
 from budgetlm.train.config import CheckpointConfig, TrainConfig
 from budgetlm.train.guard import GuardConfig
@@ -25,7 +24,7 @@ from budgetlm.train.guard import GuardConfig
 
 @dataclass
 class ContinualConfig:
-    """Continual pre-training: which model to continue and how (see budget/recipes.py)."""
+    """Continual pre-training: which model to continue and how (workflows/continual/recipes.py)."""
 
     from_run: str | None = None
     """The model to train further: a budgetlm run directory, a Hugging Face Llama/Mistral/Qwen2
@@ -77,7 +76,7 @@ class RunConfig:
     guard: GuardConfig = field(default_factory=GuardConfig)
     """Loss-spike and NaN guard: roll back and skip the offending batches (train/guard.py)."""
     growth: GrowthConfig = field(default_factory=GrowthConfig)
-    """Start from a smaller trained run's blocks stacked depthwise (grower.py)."""
+    """Start from a smaller trained run's blocks stacked depthwise (workflows/grow.py)."""
 
 
 def to_dict(config: Any) -> dict[str, Any]:
@@ -195,7 +194,7 @@ RESUME_SETTINGS = ("train.parallel", "train.device", "train.compile", "train.mic
 
 def decided_by_machine(key: str, saved: Any, wanted: Any) -> bool:
     """Whether a saved run config's `saved` value of `key` is what a run decides by measuring the
-    machine (job_settings.py) when asked for `wanted`: a precision or compilation left to auto,
+    machine (job/settings.py) when asked for `wanted`: a precision or compilation left to auto,
     or evaluation tokens shrunk to fit evaluation's share of a time budget."""
     if key == "train.precision":
         return wanted == "auto"
@@ -238,16 +237,3 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 def save_config(config: RunConfig, path: str | Path) -> None:
     """Write the config as YAML atomically (temp file + rename)."""
     write_text_atomic(path, yaml.safe_dump(to_dict(config), sort_keys=False))
-
-
-def write_text_atomic(path: str | Path, text: str) -> None:
-    """Write a text file so that readers see the old or the new content, never a part."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

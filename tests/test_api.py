@@ -223,7 +223,7 @@ def test_retention_keeps_the_last_k_and_every_mth(tiny_config):
 
 
 def test_no_prompts_means_no_samples():
-    from budgetlm.job.run import document_openings
+    from budgetlm.job.samples import document_openings
 
     stream = np.array([5, 6, 7, 0, 8, 9, 0, 3, 4, 0])
     assert document_openings(stream, eos_id=0, count=0, length=2) == []

@@ -20,6 +20,7 @@ import torch
 
 from budgetlm.data.store.tokenizer import Tokenizer
 from budgetlm.errors import UserError
+from budgetlm.io import Log
 from budgetlm.model.decoder import Decoder
 
 INSTALL_HINT = 'pip install -e ".[eval]"'
@@ -28,7 +29,6 @@ DEFAULT_MAX_GEN_TOKS = 256
 LOGITS_PER_BATCH = 2**27
 """Cap on batch rows x positions x vocabulary per forward pass (the full logits are built)."""
 
-Log = Callable[[str], None]
 Autocast = Callable[[], contextlib.AbstractContextManager]
 
 

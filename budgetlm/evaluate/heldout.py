@@ -9,11 +9,10 @@ import numpy as np
 import torch
 
 from budgetlm.evaluate.loss import validation_loss
+from budgetlm.io import Log
 
 WINDOWS_PER_PIECE = 256
 """Windows scored per call of validation_loss, so a long stream is never copied whole."""
-
-Log = Callable[[str], None]
 
 
 def heldout_loss(

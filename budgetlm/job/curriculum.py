@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from budgetlm.budget.spec import Budget
-from budgetlm.config import RunConfig, write_text_atomic
+from budgetlm.config import RunConfig
 from budgetlm.data.feed.sampler import MixtureSampler
 from budgetlm.data.feed.skills import (
     SKILL_GRAPH_FILE,
@@ -37,10 +37,10 @@ from budgetlm.data.feed.skills import (
 )
 from budgetlm.errors import UserError
 from budgetlm.evaluate.loss import validation_loss
+from budgetlm.io import Log, write_text_atomic
 from budgetlm.train.distributed import Distributed, broadcast
 from budgetlm.train.optim import build_optimizer
 
-Log = Callable[[str], None]
 Autocast = Callable[[], contextlib.AbstractContextManager]
 
 

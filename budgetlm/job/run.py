@@ -9,11 +9,9 @@ import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from budgetlm.budget.controller import BudgetController
@@ -24,29 +22,30 @@ from budgetlm.data.feed.streams import TrainingData
 from budgetlm.data.store.tokenizer import TOKENIZER_FILE, Tokenizer
 from budgetlm.errors import UserError
 from budgetlm.evaluate.stability import continual_summary
+from budgetlm.io import Log
 from budgetlm.job.curriculum import build_curriculum
-from budgetlm.job.settings import JobSettings, decide_job_settings
+from budgetlm.job.samples import write_samples
+from budgetlm.job.settings import JobSettings, decide_job_settings, trainer_autocast
 from budgetlm.machine.cache import default_measurements_file
 from budgetlm.machine.compile import measured_cost, record_compile_cost
-from budgetlm.machine.precision import choose_precision
+from budgetlm.machine.device import resolve_device
 from budgetlm.machine.threads import fit_threads
 from budgetlm.model.decoder import Decoder
 from budgetlm.model.flops import count_parameters, flops_per_token
-from budgetlm.model.generate import generate as sample_tokens
-from budgetlm.report.summary import read_metrics, summarize
-from budgetlm.run.records import MetricsLog
+from budgetlm.report.summary import summarize
+from budgetlm.run.directory import new_run_dir
+from budgetlm.run.files import CONFIG_FILE, METRICS_FILE, SAMPLES_FILE
+from budgetlm.run.records import MetricsLog, NullMetrics, eval_records
 from budgetlm.train.checkpoint import latest_checkpoint, list_checkpoints
 from budgetlm.train.distributed import barrier, broadcast, init_distributed
 from budgetlm.train.host_memory import reuse_freed_memory
 from budgetlm.train.loop import Trainer
 from budgetlm.train.memory import activation_bytes, available_bytes, fit_micro_batch, state_bytes
 from budgetlm.train.optim import build_optimizer
-from budgetlm.train.precision import autocast
 from budgetlm.train.progress import Progress
 from budgetlm.train.schedules import build_schedule
 from budgetlm.train.sharding import PARALLEL_MODES, load_full_state, shard_model
 
-Log = Callable[[str], None]
 Init = Callable[[Decoder, torch.optim.Optimizer], None]
 ExtraEval = Callable[[torch.nn.Module], dict[str, Any]]
 
@@ -147,10 +146,10 @@ def run_training(
     try:
         if created:
             run_dir.mkdir(parents=True)
-            save_config(config, run_dir / "config.yaml")
+            save_config(config, run_dir / CONFIG_FILE)
             tokenizer.save(run_dir / TOKENIZER_FILE)
         barrier(dist)
-        metrics = MetricsLog(run_dir / "metrics.jsonl") if dist.is_main else NullMetrics()
+        metrics = MetricsLog(run_dir / METRICS_FILE) if dist.is_main else NullMetrics()
         trainer = Trainer(
             model,
             optimizer,
@@ -222,7 +221,7 @@ def run_training(
         return RunResult(run_dir, result.val_loss, s.step, s.tokens, result.tokens_per_second, "")
     t0 = time.perf_counter()
     sample_device = torch.device("cpu") if sharded else device
-    write_samples(full_model, tokenizer, data, config, run_dir / "samples.txt", sample_device)
+    write_samples(full_model, tokenizer, data, config, run_dir / SAMPLES_FILE, sample_device)
     sample_seconds = time.perf_counter() - t0
     metrics.write(
         "end",
@@ -234,7 +233,7 @@ def run_training(
         seconds=dict(s.seconds, data=data_seconds, setup=setup_seconds, samples=sample_seconds),
     )
     if config.continual.from_run:  # a continual run: the gap, and forgetting if measurable
-        evals = [r for r in read_metrics(run_dir) if r["type"] == "eval"]
+        evals = eval_records(run_dir)
         reference = (start_fields or {}).get("parent_final_val_loss")
         summary = continual_summary(evals, data.new_domains, data.old_domains, reference)
         metrics.write("continual", **summary)
@@ -314,102 +313,6 @@ def _silent(_message: str) -> None:
     """The log of ranks other than 0."""
 
 
-class NullMetrics:
-    """The metrics log of ranks other than 0: rank 0 writes metrics.jsonl for the job."""
-
-    def write(self, kind: str, **fields: Any) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def trainer_autocast(config: RunConfig, device: torch.device) -> Callable:
-    """The autocast context the trainer uses, for evaluations built outside it; a precision
-    still 'auto' is decided here (measured, or cached), in `config`, as training will use it."""
-    if config.train.precision == "auto":
-        choice = choose_precision(
-            config.model.resolved(), config.train, device, default_measurements_file(), 0.25
-        )
-        config.train.precision = choice.precision
-    return lambda: autocast(device, config.train.precision)
-
-
-def write_samples(
-    model: Decoder,
-    tokenizer: Tokenizer,
-    data: TrainingData,
-    config: RunConfig,
-    path: Path,
-    device: torch.device,
-) -> None:
-    """Generate from the openings of a few held-out documents per domain into samples.txt."""
-    cfg = config.samples
-    generator = torch.Generator(device=device).manual_seed(cfg.seed)
-    model.eval()
-    blocks = []
-    for domain, stream in data.val.items():
-        for prompt_ids in document_openings(stream, tokenizer.eos_id, cfg.prompts_per_domain):
-            new = sample_tokens(
-                model,
-                prompt_ids,
-                cfg.max_new_tokens,
-                cfg.temperature,
-                cfg.top_k,
-                tokenizer.eos_id,
-                generator,
-            )
-            prompt = tokenizer.decode(prompt_ids)
-            blocks.append(f"=== {domain} | prompt: {prompt!r}\n{prompt}{tokenizer.decode(new)}\n")
-    path.write_text("\n".join(blocks), encoding="utf-8")
-
-
-def document_openings(stream: np.ndarray, eos_id: int, count: int, length: int = 12) -> list:
-    """The first `length` tokens of the first `count` documents of an EOS-separated stream."""
-    if count <= 0:
-        return []
-    head = np.asarray(stream[: 1 << 20])
-    starts = [0] + [int(i) + 1 for i in np.flatnonzero(head == eos_id)]
-    openings = []
-    for start in starts:
-        ids = [int(t) for t in head[start : start + length] if t != eos_id]
-        if len(ids) == min(length, len(head) - start) and ids:
-            openings.append(ids)
-        if len(openings) == count:
-            break
-    return openings
-
-
-def new_run_dir(config: RunConfig) -> Path:
-    """out_dir/name for a new run (name defaults to size and start time); never an existing run."""
-    if config.name is None:
-        config.name = f"{config.model.size}-{datetime.now():%Y%m%d-%H%M%S}"
-    run_dir = Path(config.out_dir) / config.name
-    if run_dir.exists() and any(run_dir.iterdir()):
-        raise UserError(
-            f"run directory {run_dir} already exists; pass --resume to continue it, or choose "
-            "another --out"
-        )
-    return run_dir
-
-
-def find_resume_dir(config: RunConfig) -> Path:
-    """The run to resume: out_dir/name when named, else the newest run under out_dir."""
-    out = Path(config.out_dir)
-    if config.name is not None:
-        run_dir = out / config.name
-    elif (out / "config.yaml").is_file():
-        run_dir = out
-    else:
-        runs = [p.parent for p in out.glob("*/config.yaml")] if out.is_dir() else []
-        if not runs:
-            raise UserError(f"--resume: no run found under {out}; pass --out RUN_DIR")
-        run_dir = max(runs, key=lambda p: (p / "config.yaml").stat().st_mtime)
-    if not (run_dir / "config.yaml").is_file():
-        raise UserError(f"--resume: {run_dir} is not a budgetlm run (no config.yaml); check --out")
-    return run_dir
-
-
 def restore_latest(trainer: Trainer, run_dir: Path, log: Log) -> None:
     """Load the newest intact checkpoint of a killed run into the trainer."""
     found = latest_checkpoint(run_dir, log)
@@ -423,16 +326,3 @@ def restore_latest(trainer: Trainer, run_dir: Path, log: Log) -> None:
         )
     trainer.restore(path, state)
     log(f"restored {path.name} (step {state['step']})")
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' -> cuda when available, else cpu; errors for unknown or unavailable devices."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
-        raise UserError(f"train.device must be 'auto', 'cpu' or 'cuda', got '{name}'")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(
-            "train.device is 'cuda' but no CUDA device is available; use 'auto' or 'cpu'"
-        )
-    return torch.device(name)

@@ -15,6 +15,7 @@ import torch
 from budgetlm.budget.overheads import checkpoint_seconds, evaluation_count, fit_eval_tokens
 from budgetlm.budget.spec import Budget
 from budgetlm.config import RunConfig
+from budgetlm.io import Log
 from budgetlm.machine.cache import default_measurements_file
 from budgetlm.machine.compile import compile_cost, decide_compile
 from budgetlm.machine.fingerprint import describe_machine
@@ -22,8 +23,7 @@ from budgetlm.machine.precision import PrecisionChoice, choose_precision
 from budgetlm.machine.throughput import Throughput, measure_throughput
 from budgetlm.model.flops import count_parameters
 from budgetlm.train.distributed import Distributed, broadcast
-
-Log = Callable[[str], None]
+from budgetlm.train.precision import autocast
 
 
 @dataclass
@@ -149,3 +149,14 @@ def _overhead_estimates(config: RunConfig, domains: int, forward: float) -> dict
         "checkpoint": checkpoint_seconds(count_parameters(config.model)["total"]),
         "end": calls * config.model.seq_len / forward,
     }
+
+
+def trainer_autocast(config: RunConfig, device: torch.device) -> Callable:
+    """The autocast context the trainer uses, for evaluations built outside it; a precision
+    still 'auto' is decided here (measured, or cached), in `config`, as training will use it."""
+    if config.train.precision == "auto":
+        choice = choose_precision(
+            config.model.resolved(), config.train, device, default_measurements_file(), 0.25
+        )
+        config.train.precision = choice.precision
+    return lambda: autocast(device, config.train.precision)

@@ -14,8 +14,7 @@ from budgetlm.report.page import render_page
 from budgetlm.report.plots import build_figures
 from budgetlm.report.png import write_pngs
 from budgetlm.report.rundata import Run, load_run
-
-REPORT_FILE = "report.html"
+from budgetlm.run.files import REPORT_FILE
 
 
 @dataclass

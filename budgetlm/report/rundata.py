@@ -13,11 +13,14 @@ from typing import Any
 import yaml
 
 from budgetlm.errors import UserError
-from budgetlm.report.summary import read_metrics
-
-SAMPLES_FILE = "samples.txt"
-EVAL_FILE = "eval.json"
-TOKENIZER_FILE = "tokenizer.json"
+from budgetlm.run.files import (
+    CONFIG_FILE,
+    EVAL_FILE,
+    METRICS_FILE,
+    SAMPLES_FILE,
+    TOKENIZER_FILE,
+)
+from budgetlm.run.records import read_metrics
 
 
 @dataclass
@@ -107,9 +110,11 @@ def load_run(path: str | Path) -> Run:
             f"run directory {path} does not exist; pass a directory written by "
             "`budgetlm pretrain` or `budgetlm continue`"
         )
-    config_path = path / "config.yaml"
+    config_path = path / CONFIG_FILE
     if not config_path.is_file():
-        raise UserError(f"{path} is not a budgetlm run directory (no config.yaml); check the path")
+        raise UserError(
+            f"{path} is not a budgetlm run directory (no {CONFIG_FILE}); check the path"
+        )
     config_text = config_path.read_text(encoding="utf-8")
     try:
         config = yaml.safe_load(config_text) or {}
@@ -117,15 +122,15 @@ def load_run(path: str | Path) -> Run:
         raise UserError(
             f"{config_path} is not valid YAML ({e}); restore the run's config"
         ) from None
-    if not (path / "metrics.jsonl").is_file():
+    if not (path / METRICS_FILE).is_file():
         raise UserError(
             f"run {path} has no metrics.jsonl: it has not started training; train it first "
             f"(`budgetlm pretrain --resume --out {path}`)"
         )
-    records = [r for r in read_metrics(path) if isinstance(r, dict) and "type" in r]
+    records = read_metrics(path)
     if not any(r["type"] == "start" for r in records):
         raise UserError(
-            f"{path / 'metrics.jsonl'} has no start record: nothing to report yet; train the run "
+            f"{path / METRICS_FILE} has no start record: nothing to report yet; train the run "
             f"first (`budgetlm pretrain --resume --out {path}`)"
         )
     if not any(r["type"] in ("train", "eval") for r in records):

@@ -2,40 +2,27 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from budgetlm.budget.spec import parse_budget
 from budgetlm.errors import UserError
-
-
-def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
-    """All records of a run's metrics.jsonl (a torn last line from a killed run is ignored)."""
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.is_file():
-        raise UserError(f"{path} does not exist; is {run_dir} a budgetlm run directory?")
-    records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            records.append(json.loads(line))
-        except ValueError:
-            continue
-    return records
+from budgetlm.run.files import REPORT_FILE, SAMPLES_FILE
+from budgetlm.run.records import last_of, read_metrics, records_of
 
 
 def summarize(run_dir: str | Path) -> str:
     """What the run did: tokens, throughput, validation loss per domain against the data's
     unigram entropy, and where the budget went."""
     records = read_metrics(run_dir)
-    start = _last(records, "start")
-    end = _last(records, "end")
+    start = last_of(records, "start")
+    end = last_of(records, "end")
     if start is None or end is None:
         raise UserError(
             f"run {run_dir} has not finished; resume it with "
             f"`budgetlm pretrain --resume --out {run_dir}`"
         )
-    evals = [r for r in records if r["type"] == "eval"]
+    evals = records_of(records, "eval")
     first, last = evals[0]["val_loss"], evals[-1]["val_loss"]
     seconds = end["seconds"]
     budget_time = seconds["steps"] + seconds["eval"] + seconds["checkpoint"]
@@ -74,12 +61,12 @@ def summarize(run_dir: str | Path) -> str:
         f"samples {_dur(seconds.get('samples', 0.0))}"
         + (" (paid from the budget)" if parse_budget(start["budget"]).kind == "seconds" else "")
     )
-    continual = _last(records, "continual")
+    continual = last_of(records, "continual")
     if continual is not None:
         lines += continual_lines(continual, start)
-    lines.append(f"samples: {Path(run_dir) / 'samples.txt'}")
+    lines.append(f"samples: {Path(run_dir) / SAMPLES_FILE}")
     lines.append(
-        f"plots and tables: `budgetlm report {run_dir}` writes {Path(run_dir) / 'report.html'}"
+        f"plots and tables: `budgetlm report {run_dir}` writes {Path(run_dir) / REPORT_FILE}"
     )
     return "\n".join(lines)
 
@@ -115,11 +102,6 @@ def continual_lines(record: dict[str, Any], start: dict[str, Any]) -> list[str]:
             f"{gap['depth']:.3f}"
         )
     return lines
-
-
-def _last(records: list[dict[str, Any]], kind: str) -> dict[str, Any] | None:
-    found = [r for r in records if r["type"] == kind]
-    return found[-1] if found else None
 
 
 def _dur(seconds: float) -> str:

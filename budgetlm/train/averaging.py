@@ -8,13 +8,14 @@ time", 2022)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
 from budgetlm.errors import UserError
+from budgetlm.io import Log
 from budgetlm.train.checkpoint import (
     STATE_FILE,
     CorruptCheckpoint,
@@ -80,9 +81,7 @@ def average_checkpoints(paths: Sequence[Path], model: torch.nn.Module) -> None:
     model.load_state_dict(mean.result())
 
 
-def last_checkpoints(
-    run_dir: Path, last: int | None, log: Callable[[str], None] = print
-) -> list[tuple[Path, dict]]:
+def last_checkpoints(run_dir: Path, last: int | None, log: Log = print) -> list[tuple[Path, dict]]:
     """The run's newest `last` intact checkpoints (all when None), oldest first, with their
     training state; corrupt ones are reported and skipped."""
     if last is not None and last < 1:

@@ -10,34 +10,52 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from budgetlm.config import RunConfig, load_config, save_config
-from budgetlm.data.store.dataset import PreparedDataset
+from budgetlm.config import RunConfig, save_config
 from budgetlm.data.store.tokenizer import TOKENIZER_FILE, Tokenizer
 from budgetlm.errors import UserError
 from budgetlm.evaluate.loss import validation_loss
+from budgetlm.io import Log
 from budgetlm.model.decoder import Decoder
-from budgetlm.report.summary import read_metrics
-from budgetlm.run.records import MetricsLog
+from budgetlm.run.directory import load_run_config, require_run_dir
+from budgetlm.run.files import CONFIG_FILE, METRICS_FILE
+from budgetlm.run.records import MetricsLog, final_val_loss, start_record
 from budgetlm.train.averaging import average_checkpoints, final_checkpoint, last_checkpoints
 from budgetlm.train.checkpoint import save_checkpoint
 from budgetlm.train.precision import autocast
+from budgetlm.workflows.data import gone_dirs, open_by_domain, trained_on
 
-Log = Callable[[str], None]
 DECAYED = 0.5
 """An LR factor below this share of the largest averaged one marks a checkpoint as decayed."""
+
+
+def average(
+    out: str | Path,
+    run: str | Path | None = None,
+    last: int | None = None,
+    runs: list[str | Path] | None = None,
+    log: Log = print,
+) -> dict[str, Any]:
+    """`budgetlm average`: the last checkpoints of one run (LAWA), or a soup of several runs'
+    final models; returns the record of what was averaged."""
+    if (run is None) == (not runs):
+        raise UserError("pass --run RUN [--last K] to average checkpoints, or --runs RUN_A RUN_B")
+    if runs:
+        if last is not None:
+            raise UserError("--last applies to --run RUN; a soup averages each run's final model")
+        return soup(list(runs), out, log)
+    return average_last(run, out, last, log)
 
 
 def average_last(run: str | Path, out: str | Path, last: int | None, log: Log = print) -> dict:
     """Write `out`, a run whose model is the mean of `run`'s newest `last` checkpoints (all of
     them when None); returns the "average" record it logs."""
-    run_dir, out = _run_dir(run, "--run"), _new_out(out, [run])
-    config = load_config(run_dir / "config.yaml")
+    run_dir, out = require_run_dir(run, "--run"), _new_out(out, [run])
+    config = load_run_config(run_dir, "--run")
     chosen = last_checkpoints(run_dir, last, log)
     sources = [_source(run_dir, path, state) for path, state in chosen]
     for s in sources:
@@ -63,14 +81,14 @@ def average_last(run: str | Path, out: str | Path, last: int | None, log: Log = 
 def soup(runs: list[str | Path], out: str | Path, log: Log = print) -> dict:
     """Write `out`, a run whose model is the mean of the final models of `runs` (same shape
     and tokenizer); returns the "average" record it logs."""
-    dirs = [_run_dir(r, "--runs") for r in runs]
+    dirs = [require_run_dir(r, "--runs") for r in runs]
     if len({d.resolve() for d in dirs}) != len(dirs) or len(dirs) < 2:
         raise UserError(
             f"a soup needs two or more different runs, got {' '.join(map(str, runs))}; "
             "pass --runs RUN_A RUN_B ..."
         )
     out = _new_out(out, runs)
-    configs = [load_config(d / "config.yaml") for d in dirs]
+    configs = [load_run_config(d, "--runs") for d in dirs]
     _check_same_shape(dirs, configs)
     _check_same_tokenizer(dirs)
     finals = [final_checkpoint(d) for d in dirs]
@@ -101,13 +119,6 @@ def _source(run_dir: Path, path: Path, state: dict) -> dict[str, Any]:
         "tokens": state.get("train", {}).get("tokens"),
         "lr_factor": state.get("lr_factor", 1.0),
     }
-
-
-def _run_dir(run: str | Path, flag: str) -> Path:
-    path = Path(run)
-    if not (path / "config.yaml").is_file():
-        raise UserError(f"{flag} {run} is not a budgetlm run directory (no config.yaml)")
-    return path
 
 
 def _new_out(out: str | Path, sources: list[str | Path]) -> Path:
@@ -146,32 +157,25 @@ def _check_same_tokenizer(dirs: list[Path]) -> None:
 
 def _parent(run_dir: Path) -> tuple | None:
     """The checkpoint a run started from (continued or grown), None for a run from scratch."""
-    start = _start(run_dir)
+    start = start_record(run_dir) or {}
     for key in ("parent", "grown_from"):
         if start.get(key):
             return str(Path(start[key]).resolve()), start.get(f"{key}_checkpoint")
     return None
 
 
-def _start(run_dir: Path) -> dict[str, Any]:
-    if not (run_dir / "metrics.jsonl").is_file():
-        return {}
-    return next((r for r in read_metrics(run_dir) if r["type"] == "start"), {})
-
-
 def _evaluate(model: Decoder, config: RunConfig, source: Path, log: Log) -> dict | None:
     """Held-out loss per domain of the averaged model, measured as the source run's training
     evaluations were (same tokens, precision and function), so the numbers compare; None when
     the data the run trained on is gone."""
-    used = _start(source).get("data")
-    if not isinstance(used, dict) or not used:
+    used = trained_on(source)
+    if used is None:
         return None
-    gone = sorted({p for p in used.values() if not (Path(p) / "manifest.json").is_file()})
+    gone = gone_dirs(used)
     if gone:
         log(f"not evaluated: the data {source} trained on is gone ({', '.join(gone)})")
         return None
-    opened = {p: PreparedDataset(p) for p in sorted(set(used.values()))}
-    streams = {domain: opened[p].tokens("val", domain) for domain, p in used.items()}
+    streams = {domain: ds.tokens("val", domain) for domain, ds in open_by_domain(used).items()}
     device = torch.device("cpu")
     losses = validation_loss(
         model,
@@ -192,9 +196,9 @@ def _compare(evaluation: dict | None, runs: dict[str, Path], log: Log) -> None:
     shown = ", ".join(f"{d} {v:.4f}" for d, v in evaluation["val_loss"].items())
     log(f"held-out loss of the average: {shown}")
     for name, run_dir in runs.items():
-        evals = [r for r in read_metrics(run_dir) if r["type"] == "eval"]
-        if evals:
-            final = ", ".join(f"{d} {v:.4f}" for d, v in evals[-1]["val_loss"].items())
+        final_loss = final_val_loss(run_dir)
+        if final_loss:
+            final = ", ".join(f"{d} {v:.4f}" for d, v in final_loss.items())
             log(f"  {name} (its last evaluation): {final}")
 
 
@@ -216,10 +220,10 @@ def _write_run(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
-        save_config(config, tmp / "config.yaml")
+        save_config(config, tmp / CONFIG_FILE)
         shutil.copyfile(source / TOKENIZER_FILE, tmp / TOKENIZER_FILE)
-        start = {k: v for k, v in _start(source).items() if k not in ("type", "time")}
-        metrics = MetricsLog(tmp / "metrics.jsonl")
+        start = {k: v for k, v in (start_record(source) or {}).items() if k not in ("type", "time")}
+        metrics = MetricsLog(tmp / METRICS_FILE)
         metrics.write("start", **start, averaged_from=record["sources"])
         metrics.write("average", **record)
         if evaluation is not None:  # as the training loop logs it, so reports can show it

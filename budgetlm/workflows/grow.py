@@ -11,13 +11,14 @@ from typing import Any
 
 import torch
 
-from budgetlm.config import RunConfig, load_config
+from budgetlm.config import RunConfig
 from budgetlm.data.store.tokenizer import TOKENIZER_FILE
 from budgetlm.errors import UserError
 from budgetlm.model.config import ModelConfig
 from budgetlm.model.decoder import Decoder
 from budgetlm.model.growth import growth_factor, stack_layers
-from budgetlm.report.summary import read_metrics
+from budgetlm.run.directory import load_run_config
+from budgetlm.run.records import finished_record
 from budgetlm.train.averaging import final_checkpoint
 from budgetlm.train.checkpoint import load_weights
 
@@ -63,12 +64,7 @@ def open_growth_source(run: str | Path, target: ModelConfig) -> GrowthSource:
     """The finished run `run` (growth.from_run) checked to stack into `target`: same widths,
     a multiple (2x or more) of its depth. Fails before any data or model work."""
     path = Path(run)
-    if not (path / "config.yaml").is_file():
-        raise UserError(
-            f"--grow-from {run}: not a budgetlm run directory (no config.yaml); pass a finished "
-            "run made by `budgetlm pretrain`"
-        )
-    config = load_config(path / "config.yaml")
+    config = load_run_config(path, "--grow-from")
     checkpoint, _ = final_checkpoint(path)
     small = config.model.resolved()
     resolved = target.resolved(vocab_size=small.vocab_size)
@@ -76,7 +72,7 @@ def open_growth_source(run: str | Path, target: ModelConfig) -> GrowthSource:
         factor = growth_factor(small, resolved)
     except UserError as e:
         raise UserError(f"--grow-from {run}: {e}") from None
-    end = next((r for r in reversed(read_metrics(path)) if r["type"] == "end"), None)
+    end = finished_record(path)
     return GrowthSource(
         path=path,
         config=config,

@@ -1,33 +1,49 @@
 """`budgetlm plan`: measure this machine, size the model and batch for a budget
-(budget/planner.py), and turn the recommendation into a run config `pretrain --config` runs."""
+(budget/sizing.py), and turn the recommendation into a run config `pretrain --config` runs."""
 
 from __future__ import annotations
 
 import copy
 import dataclasses
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from budgetlm.budget.overheads import checkpoint_count, evaluation_count
 from budgetlm.budget.sizing import LossLaw, Overheads, Plan, make_plan
 from budgetlm.budget.spec import parse_budget
-from budgetlm.config import RunConfig
+from budgetlm.config import RunConfig, save_config
 from budgetlm.data.prepare.cache import default_cache_dir
 from budgetlm.data.store.dataset import PreparedDataset
-from budgetlm.job.run import resolve_device
+from budgetlm.io import Log
 from budgetlm.machine.cache import default_measurements_file
+from budgetlm.machine.device import resolve_device
 from budgetlm.machine.precision import choose_precision
 from budgetlm.machine.threads import fit_threads
 from budgetlm.machine.throughput import measure_throughput
 from budgetlm.model.config import MODEL_SIZES, ModelConfig
-
-Log = Callable[[str], None]
+from budgetlm.workflows.data import open_data
 
 FITTED_LAW = "scaling_law.json"
 """Where `budgetlm scale` leaves its fit for later plans (in the cache directory)."""
 CPU_SIZES = ("nano", "micro", "tiny", "small", "medium")
 """Shapes worth measuring on a CPU; "base" (125M) is only considered on a GPU."""
+
+
+def plan(
+    config: RunConfig,
+    out: str | Path | None = None,
+    law: str | Path | None = None,
+    log: Log = print,
+) -> tuple[Plan, RunConfig]:
+    """`budgetlm plan`: size the model for config.budget on this machine, print the
+    alternatives and write the run config to `out` (for `budgetlm pretrain --config`)."""
+    dataset = open_data(config, tokenizer=None, log=log)
+    planned, planned_config, law_name = plan_run(config, dataset, law, log)
+    log(plan_table(planned, law_name))
+    if out is not None:
+        save_config(planned_config, out)
+        log(f"config written to {out}: run it with `budgetlm pretrain --config {out}`")
+    return planned, planned_config
 
 
 def plan_run(

@@ -1,7 +1,9 @@
-"""Train many small proxy runs (one per candidate mixture of a mixture search) in a pool of
-worker processes, each with its share of the CPU threads. Resumable: a run whose
+"""Short proxy runs for the workflows that learn from many small trainings (the mixture
+search's trials, the scaling sweep's grid): one way to train them, in a pool of worker
+processes each with its share of the CPU threads, and one reuse rule. A run whose
 metrics.jsonl has its end record is read, not trained again; an unfinished one is started over
-(proxies keep no intermediate checkpoints, they are short).
+(proxies keep no intermediate checkpoints, they are short). Whether a finished run was trained
+as wanted is decided by `differences` between the saved and the wanted config.
 
 Only local processes: there is no torch.distributed or Ray backend for spreading proxies over
 a cluster.
@@ -11,15 +13,14 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import json
 import multiprocessing
 import os
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from budgetlm.config import RunConfig
+from budgetlm.io import Log
 from budgetlm.machine.threads import (
     PROCESSES_ENV,
     fit_threads,
@@ -27,26 +28,22 @@ from budgetlm.machine.threads import (
     threads_per_process,
     usable_cores,
 )
-
-Log = Callable[[str], None]
-
-
-def run_dir_of(config: RunConfig) -> Path:
-    return Path(config.out_dir) / str(config.name)
+from budgetlm.run.directory import run_dir_of
+from budgetlm.run.records import finished_record
+from budgetlm.workflows.pretrain import pretrain
 
 
-def finished_record(run_dir: Path) -> dict[str, Any] | None:
-    """The end record of a finished run, or None."""
-    path = run_dir / "metrics.jsonl"
-    if not path.is_file():
-        return None
-    end = None
-    for line in path.read_text(encoding="utf-8").splitlines():
-        with contextlib.suppress(json.JSONDecodeError):  # a line cut by a kill
-            record = json.loads(line)
-            if record.get("type") == "end":
-                end = record
-    return end
+def differences(saved: Any, wanted: Any, where: str = "") -> list[str]:
+    """Dotted keys whose values differ between two config trees (dicts of dicts). Keys only one
+    side has are skipped: a newer budgetlm may have added config keys since a run was saved,
+    and a key the saved run lacks cannot tell it apart."""
+    if isinstance(saved, dict) and isinstance(wanted, dict):
+        return [
+            x
+            for k in sorted(set(saved) & set(wanted))
+            for x in differences(saved[k], wanted[k], f"{where}.{k}" if where else k)
+        ]
+    return [] if saved == wanted else [where]
 
 
 def worker_threads(workers: int) -> int:
@@ -104,15 +101,13 @@ def run_proxies(configs: list[RunConfig], workers: int, log: Log) -> dict[str, d
 
 def train_proxy(config: RunConfig, log_file: str) -> dict[str, Any]:
     """Pre-train one proxy run and return its end record; its output goes to `log_file`."""
-    from budgetlm import api  # api orchestrates mixture searches: imported here, not above
-
     Path(log_file).parent.mkdir(parents=True, exist_ok=True)
     with (
         open(log_file, "w", encoding="utf-8") as out,
         contextlib.redirect_stdout(out),
         contextlib.redirect_stderr(out),
     ):
-        api.pretrain(config, log=print)
+        pretrain(config, log=print)
     return finished_record(run_dir_of(config)) or {}
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -43,14 +42,18 @@ from budgetlm.data.store.selection import (
 from budgetlm.data.store.tokenizer import TOKENIZER_FILE, Tokenizer
 from budgetlm.errors import UserError, closest
 from budgetlm.evaluate.scoring import document_losses
-from budgetlm.job.run import resolve_device, run_training, trainer_autocast
+from budgetlm.io import Log
+from budgetlm.job.run import run_training
+from budgetlm.job.settings import trainer_autocast
+from budgetlm.machine.device import resolve_device
 from budgetlm.model.decoder import Decoder
-from budgetlm.report.summary import read_metrics
+from budgetlm.run.directory import require_run_dir
+from budgetlm.run.files import CONFIG_FILE
+from budgetlm.run.records import final_val_loss
 from budgetlm.train.checkpoint import latest_checkpoint, load_weights
 
 METHODS = ("loss", "loss-diff")
 REFERENCES_DIR = "references"
-Log = Callable[[str], None]
 
 
 @dataclass
@@ -245,8 +248,7 @@ def _filtered_domains(
 
 def _check_reference(run: Path, dataset: PreparedDataset, flag: str) -> None:
     """UserError unless `run` is a trained budgetlm run with the dataset's tokenizer."""
-    if not (run / "config.yaml").is_file():
-        raise UserError(f"{flag} '{run}' is not a budgetlm run directory (no config.yaml)")
+    require_run_dir(run, flag)
     if not (run / TOKENIZER_FILE).is_file() or latest_checkpoint(run, log=_quiet) is None:
         raise UserError(f"{flag} run '{run}' has no checkpoint yet; train it first")
     if Tokenizer.load(run / TOKENIZER_FILE).fingerprint != dataset.tokenizer.fingerprint:
@@ -309,7 +311,7 @@ def _score(
     if scoring.method == "loss-diff":
         values = {d: values[d] - losses["general"][d] for d in dataset.domains}
     references = {
-        name: {"run": str(Path(run).resolve()), "target_val_loss": _final_val_loss(Path(run))}
+        name: {"run": str(Path(run).resolve()), "target_val_loss": final_val_loss(Path(run))}
         for name, run in runs.items()
     }
     _warn_if_weak(references, log)
@@ -379,22 +381,13 @@ def _proxy(dataset: PreparedDataset, scoring: Scoring, role: str, out: Path, log
 
 def _load_run(run: Path, device: torch.device) -> tuple[Decoder, Any]:
     """A run's newest model (eval mode) and its config."""
-    config = load_config(run / "config.yaml")
+    config = load_config(run / CONFIG_FILE)
     found = latest_checkpoint(run, log=_quiet)
     if found is None:
         raise UserError(f"run '{run}' has no checkpoint yet; train it first")
     model = Decoder(config.model.resolved())
     load_weights(found[0], model)
     return model.to(device).eval(), config
-
-
-def _final_val_loss(run: Path) -> dict[str, float] | None:
-    """The last evaluation's validation loss per domain of a run (None when unrecorded)."""
-    file = run / "metrics.jsonl"
-    if not file.is_file():
-        return None
-    evals = [r for r in read_metrics(run) if r["type"] == "eval"]
-    return evals[-1]["val_loss"] if evals else None
 
 
 def _warn_if_weak(references: dict[str, dict[str, Any]], log: Log) -> None:

@@ -1,4 +1,4 @@
-"""Tests for budgetlm/curriculum.py: online Skill-it in a real (tiny) run: weights move by the
+"""Tests for budgetlm/job/curriculum.py: online Skill-it in a real (tiny) run: weights move by the
 update rule, are logged, survive a kill and resume bit for bit; graphs given or estimated."""
 
 from __future__ import annotations

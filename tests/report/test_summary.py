@@ -3,7 +3,8 @@ import json
 import pytest
 
 from budgetlm.errors import UserError
-from budgetlm.report.summary import read_metrics, summarize
+from budgetlm.report.summary import summarize
+from budgetlm.run.records import read_metrics
 
 
 def write(run, records):

@@ -94,7 +94,7 @@ def test_bad_settings_fail_when_the_config_loads():
 
 def test_a_reweighted_run_logs_the_same_first_loss(tiny_config):
     from budgetlm import api
-    from budgetlm.report.summary import read_metrics
+    from budgetlm.run.records import read_metrics
 
     plain = api.pretrain(tiny_config(name="plain", budget="4steps"), log=lambda _: None)
     weighted = api.pretrain(

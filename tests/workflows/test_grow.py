@@ -13,6 +13,7 @@ from budgetlm.cli import main
 from budgetlm.errors import UserError
 from budgetlm.model.growth import stack_layers
 from budgetlm.train.loop import Trainer
+from budgetlm.workflows import pretrain as pretrain_workflow
 
 DEEP = {"model.n_layers": 4}
 
@@ -29,7 +30,7 @@ def small_run(tiny_config):
 
 def test_grown_run_starts_from_the_stacked_model_and_trains(tiny_config, small_run, monkeypatch):
     initial = {}
-    original = api.open_growth_source
+    original = pretrain_workflow.open_growth_source
 
     def spy(*args, **kwargs):
         source = original(*args, **kwargs)
@@ -43,7 +44,7 @@ def test_grown_run_starts_from_the_stacked_model_and_trains(tiny_config, small_r
         source.init = recording_init
         return source
 
-    monkeypatch.setattr(api, "open_growth_source", spy)
+    monkeypatch.setattr(pretrain_workflow, "open_growth_source", spy)
     config = tiny_config(name="grown", **DEEP, **{"growth.from_run": str(small_run.run_dir)})
     grown = api.pretrain(config, log=lambda _: None)
 

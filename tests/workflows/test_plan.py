@@ -43,7 +43,8 @@ def pretrain_config(monkeypatch, prepared, out, budget):
     would train (run_training replaced)."""
     captured = {}
     monkeypatch.setattr(
-        "budgetlm.api.run_training", lambda config, *a, **k: captured.setdefault("c", config)
+        "budgetlm.workflows.pretrain.run_training",
+        lambda config, *a, **k: captured.setdefault("c", config),
     )
     code = main(["pretrain", "--prepared", str(prepared), "--budget", budget, "--out", str(out)])
     return code, captured.get("c")

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from budgetlm.errors import UserError
+from budgetlm.io import write_text_atomic
 
 MIXTURE_FORMAT = 1
 SUM_TOLERANCE = 1e-6
@@ -50,7 +51,5 @@ def mixture_weights(path: str | Path) -> dict[str, float]:
 
 def write_mixture_file(path: str | Path, result: dict[str, Any]) -> None:
     """Write a search result (with "weights") as mix.json, atomically."""
-    from budgetlm.config import write_text_atomic
-
     payload = {"format": MIXTURE_FORMAT, **result}
     write_text_atomic(path, json.dumps(payload, indent=2) + "\n")

@@ -18,7 +18,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ from budgetlm.data.prepare.pipeline import Processed, process_batches
 from budgetlm.data.store.shards import ShardAppender, TokenShard, token_dtype
 from budgetlm.data.store.tokenizer import TOKENIZER_FILE, Tokenizer, check_vocab_size
 from budgetlm.errors import UserError, closest
+from budgetlm.io import Log
 
 MANIFEST_FILE = "manifest.json"
 MANIFEST_FORMAT = 2
@@ -45,8 +46,6 @@ PARALLEL_MIN_BYTES = 1 << 25  # inputs smaller than this (32 MB) are processed i
 BINCOUNT_CHUNK = 1 << 24  # tokens per bincount call, so a large memmap is never copied whole
 DEDUP_DIR = "dedup"
 NEAR_DUPLICATE = "near_duplicate"
-
-Log = Callable[[str], None]
 
 
 def prepare_dataset(

@@ -9,7 +9,6 @@ import hashlib
 import json
 import os
 import platform
-from collections.abc import Callable
 from pathlib import Path
 
 from budgetlm import __version__
@@ -18,6 +17,7 @@ from budgetlm.data.ingest.sources import parse_sources
 from budgetlm.data.prepare.build import MANIFEST_FORMAT, prepare_dataset, read_manifest
 from budgetlm.data.store.tokenizer import Tokenizer
 from budgetlm.errors import UserError
+from budgetlm.io import Log
 
 
 def default_cache_dir() -> Path:
@@ -64,7 +64,7 @@ def prepare_cached(
     text_field: str,
     seed: int,
     cache_dir: str | Path | None = None,
-    log: Callable[[str], None] = print,
+    log: Log = print,
     tokenizer: str | Path | None = None,
     cleaning: CleaningConfig | None = None,
 ) -> Path:

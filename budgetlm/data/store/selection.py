@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -30,11 +30,10 @@ from budgetlm.data.store.shards import ShardWriter, shard_files
 from budgetlm.data.store.subset import lowest_scoring
 from budgetlm.data.store.tokenizer import TOKENIZER_FILE
 from budgetlm.errors import UserError
+from budgetlm.io import Log
 
 SCORES_DIR = "scores"
 SCORES_FILE = "scores.json"
-
-Log = Callable[[str], None]
 
 
 def source_fingerprint(dataset: PreparedDataset) -> dict[str, str]:

@@ -26,7 +26,9 @@ from budgetlm.model.hf_import import (
     read_hf_config,
     resolve_hf_source,
 )
-from budgetlm.report.summary import read_metrics
+from budgetlm.run.directory import is_run_dir
+from budgetlm.run.files import CONFIG_FILE
+from budgetlm.run.records import final_val_loss
 from budgetlm.train.checkpoint import (
     OPTIM_FILE,
     STATE_FILE,
@@ -97,8 +99,8 @@ def open_parent(source: str, seq_len: int | None = None) -> Parent:
     path = resolve_hf_source(source)
     if not path.is_dir():
         raise UserError(f"--from {source}: no such directory; pass a run or a model folder")
-    if (path / "config.yaml").is_file():
-        config = load_config(path / "config.yaml")
+    if is_run_dir(path):
+        config = load_config(path / CONFIG_FILE)
         return Parent(
             source=source,
             path=path,
@@ -106,7 +108,7 @@ def open_parent(source: str, seq_len: int | None = None) -> Parent:
             tokenizer=path / TOKENIZER_FILE,
             lr=config.train.lr,
             config=config,
-            final_val_loss=_final_val_loss(path),
+            final_val_loss=final_val_loss(path) or {},
         )
     if not is_hf_model_dir(path):
         raise UserError(
@@ -136,9 +138,3 @@ def _tagged_checkpoint(run_dir: Path, recipe: Recipe) -> Path:
             "from; use --recipe rewarm or --recipe replay (they start from the final model)"
         )
     raise UserError(f"run {run_dir} has no final checkpoint; finish it first (`--resume`)")
-
-
-def _final_val_loss(run_dir: Path) -> dict[str, float]:
-    """The validation losses of a run's final model (its last evaluation)."""
-    evals = [r for r in read_metrics(run_dir) if r["type"] == "eval"]
-    return evals[-1]["val_loss"] if evals else {}

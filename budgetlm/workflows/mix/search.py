@@ -1,8 +1,8 @@
 """`budgetlm mix search`: find the mixture of a dataset's domains that minimises a target's
 validation loss, as in "RegMix: Data Mixture as Regression for Language Model Pre-training"
-(Liu et al., 2024). Samples mixtures (data/mixture_search.py), trains one small proxy per
+(Liu et al., 2024). Samples mixtures (mix/sampling.py), trains one small proxy per
 mixture on the same prepared data (proxies.py), fits a regression from weights to the target
-loss (data/mixture_regression.py) and writes the predicted best mixture as mix.json.
+loss (mix/regression.py) and writes the predicted best mixture as mix.json.
 
 OUT/ holds plan.json (the settings; a search is resumed only with the same ones),
 trials/trial_NNN/ (the proxy runs, with trial_NNN.log) and mix.json.
@@ -13,17 +13,18 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from budgetlm.budget.spec import parse_budget
-from budgetlm.config import RunConfig, to_dict, write_text_atomic
+from budgetlm.config import RunConfig, to_dict
 from budgetlm.data.feed.mixture_file import write_mixture_file
 from budgetlm.data.store.dataset import PreparedDataset
 from budgetlm.errors import UserError, closest
+from budgetlm.io import Log, write_text_atomic
+from budgetlm.workflows.data import open_data
 from budgetlm.workflows.mix.regression import regressor_fit
 from budgetlm.workflows.mix.sampling import (
     SearchSettings,
@@ -37,12 +38,27 @@ from budgetlm.workflows.mix.sampling import (
     sample_trial,
     weight_caps,
 )
-from budgetlm.workflows.proxies import run_proxies
+from budgetlm.workflows.proxies import differences, run_proxies
 
-Log = Callable[[str], None]
 PLAN_FILE = "plan.json"
 MIX_FILE = "mix.json"
 TRIALS_DIR = "trials"
+
+
+def mix_search(
+    config: RunConfig,
+    target: str | list[str] | dict[str, float],
+    out: str | Path,
+    settings: SearchSettings | None = None,
+    workers: int = 1,
+    log: Log = print,
+) -> dict[str, Any]:
+    """`budgetlm mix search`: check the settings before any data work, open the data (tokenized
+    once for every proxy), run the search."""
+    settings = settings or SearchSettings()
+    settings.check()
+    dataset = open_data(config, tokenizer=None, log=log)
+    return search_mixture(config, dataset, target, out, settings, workers, log)
 
 
 def search_mixture(
@@ -263,7 +279,7 @@ def _check_plan(
     path = out / PLAN_FILE
     if path.is_file():
         old = json.loads(path.read_text(encoding="utf-8"))
-        differ = sorted(_differences(old, plan))
+        differ = differences(old, plan)
         if differ:
             raise UserError(
                 f"{out} holds a mixture search with other settings ({', '.join(differ[:5])} "
@@ -273,18 +289,6 @@ def _check_plan(
         return
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(path, json.dumps(plan, indent=2) + "\n")
-
-
-def _differences(a: Any, b: Any, where: str = "") -> list[str]:
-    """Dotted keys whose values differ; keys only one side has are skipped (a newer budgetlm
-    may have added config keys since the search began)."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        return [
-            x
-            for k in set(a) & set(b)
-            for x in _differences(a[k], b[k], f"{where}.{k}" if where else k)
-        ]
-    return [] if a == b else [where]
 
 
 def _full(w: np.ndarray, searched: list[str], domains: list[str]) -> dict[str, float]:

@@ -23,13 +23,15 @@ from budgetlm.config import RESUME_SETTINGS, RunConfig, decided_by_machine, load
 from budgetlm.data.prepare.cache import default_cache_dir
 from budgetlm.data.store.dataset import PreparedDataset
 from budgetlm.errors import UserError, closest
+from budgetlm.io import Log
 from budgetlm.model.config import CUSTOM, MODEL_SIZES, ModelConfig
 from budgetlm.model.flops import count_parameters, flops_per_token
-from budgetlm.report.summary import read_metrics
-from budgetlm.workflows.proxies import finished_record, run_proxies
+from budgetlm.run.files import CONFIG_FILE
+from budgetlm.run.records import finished_record, last_of, read_metrics
+from budgetlm.workflows.data import open_data, trained_on
+from budgetlm.workflows.proxies import differences, run_proxies
 from budgetlm.workflows.scale.plot import plot_sweep
 
-Log = Callable[[str], None]
 LAW_FILE = "scaling_law.json"
 PLOT_FILE = "scaling_law.png"
 RUNS_DIR = "runs"
@@ -183,6 +185,26 @@ def check_grid(sizes: list[str], budgets: list[str], tokens_per_step: int) -> No
         budget_tokens(b, tokens_per_step)
 
 
+def scale(
+    config: RunConfig,
+    sizes: list[str],
+    budgets: list[str],
+    out: str | Path,
+    predict: list[str] | None = None,
+    target: list[str] | None = None,
+    workers: int = 1,
+    bootstrap: int = DEFAULT_BOOTSTRAP,
+    remember: bool = True,
+    log: Log = print,
+) -> SweepResult:
+    """`budgetlm scale`: check the grid before any data work, open the data, run the sweep."""
+    check_grid(sizes, budgets, config.train.batch_size * config.model.seq_len)
+    dataset = open_data(config, tokenizer=None, log=log)
+    return run_sweep(
+        config, dataset, sizes, budgets, out, predict, target, workers, bootstrap, remember, log
+    )
+
+
 def run_sweep(
     config: RunConfig,
     dataset: PreparedDataset,
@@ -305,16 +327,15 @@ def _check_reusable(config: RunConfig, dataset: PreparedDataset) -> None:
     run_dir = Path(config.out_dir) / str(config.name)
     if finished_record(run_dir) is None:
         return
-    saved = to_dict(load_config(run_dir / "config.yaml"))
+    saved = to_dict(load_config(run_dir / CONFIG_FILE))
     wanted = to_dict(config)
     ignore = {"out_dir", "name", "data.prepared", "data.sources", *RESUME_SETTINGS}
     differ = [
         k
-        for k in _differences(saved, wanted)
+        for k in differences(saved, wanted)
         if k not in ignore and not decided_by_machine(k, _value(saved, k), _value(wanted, k))
     ]
-    start = next((r for r in read_metrics(run_dir) if r["type"] == "start"), {})
-    used = {str(Path(p).resolve()) for p in (start.get("data") or {}).values()}
+    used = {str(Path(p).resolve()) for p in (trained_on(run_dir) or {}).values()}
     if used and used != {str(dataset.path.resolve())}:
         differ.append("data")
     if differ:
@@ -324,23 +345,12 @@ def _check_reusable(config: RunConfig, dataset: PreparedDataset) -> None:
         )
 
 
-def _differences(a: Any, b: Any, where: str = "") -> list[str]:
-    if isinstance(a, dict) and isinstance(b, dict):
-        return [
-            x
-            for k in sorted(set(a) | set(b))
-            for x in _differences(a.get(k), b.get(k), f"{where}.{k}" if where else k)
-        ]
-    return [] if a == b else [where]
-
-
 def _read_run(config: RunConfig, size: str, budget: str, domains: list[str]) -> SweepRun:
     """The point a finished run gives: total parameters (start record), tokens trained and the
     mean final validation loss of the target domains (end record)."""
     run_dir = Path(config.out_dir) / str(config.name)
     records = read_metrics(run_dir)
-    start = next(r for r in records if r["type"] == "start")
-    end = [r for r in records if r["type"] == "end"][-1]
+    start, end = last_of(records, "start"), last_of(records, "end")
     val = end.get("val_loss") or {}
     missing = [d for d in domains if d not in val]
     if missing:

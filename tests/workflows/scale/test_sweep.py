@@ -1,5 +1,5 @@
-"""Tests of sweep.py and `budgetlm scale`: size and budget parsing, and a tiny sweep end to end
-(fit written, runs reused, a sweep with other settings refused)."""
+"""Tests of workflows/scale/sweep.py and `budgetlm scale`: size and budget parsing, and a tiny
+sweep end to end (fit written, runs reused, a sweep with other settings refused)."""
 
 import json
 

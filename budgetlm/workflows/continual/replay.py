@@ -1,0 +1,35 @@
+"""The old data a continual run replays beside the new (to forget less, and to measure
+forgetting): the sources the user names, else the data the parent run trained on."""
+
+from __future__ import annotations
+
+import copy
+
+from budgetlm.config import RunConfig
+from budgetlm.data.store.dataset import PreparedDataset
+from budgetlm.errors import UserError
+from budgetlm.io import Log
+from budgetlm.workflows.continual.parent import Parent
+from budgetlm.workflows.data import is_prepared_dir, open_data, trained_on
+
+
+def replay_data(
+    parent: Parent, config: RunConfig, replay: list[str] | None, log: Log
+) -> PreparedDataset | None:
+    """The data to replay: the given sources, else exactly the data the parent run trained on
+    (its prepared directory, or its sources re-prepared); None when that is gone or unknown
+    (a Hugging Face model's pre-training data)."""
+    if replay:
+        replay_config = copy.deepcopy(parent.config or config)
+        replay_config.data.sources, replay_config.data.prepared = replay, None
+        return open_data(replay_config, parent.tokenizer, log)
+    if parent.config is None:
+        return None
+    dirs = sorted(set((trained_on(parent.path) or {}).values()))
+    if len(dirs) == 1 and is_prepared_dir(dirs[0]):
+        return PreparedDataset(dirs[0])
+    try:
+        return open_data(parent.config, parent.tokenizer, log)
+    except UserError as e:
+        log(f"cannot re-read the original data: {e}")
+        return None
