@@ -109,7 +109,7 @@ def main() -> None:
             optimizer,
             timed,
             schedule=None,  # not used by an optimizer step
-            planner=None,
+            controller=None,
             val_streams=data.val,
             run_dir=Path(run_dir),
             train=config.train,

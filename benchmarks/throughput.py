@@ -210,7 +210,7 @@ def budgetlm_trainer(config: RunConfig, batches: list[np.ndarray], run_dir: Path
         optimizer,
         FixedBatches(batches),
         schedule=None,  # an optimizer step uses neither
-        planner=None,
+        controller=None,
         val_streams={},
         run_dir=run_dir,
         train=config.train,

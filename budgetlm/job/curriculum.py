@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
@@ -39,15 +39,10 @@ from budgetlm.errors import UserError
 from budgetlm.evaluate.loss import validation_loss
 from budgetlm.io import Log, write_text_atomic
 from budgetlm.train.distributed import Distributed, broadcast
+from budgetlm.train.loop import Metrics
 from budgetlm.train.optim import build_optimizer
 
 Autocast = Callable[[], contextlib.AbstractContextManager]
-
-
-class Metrics(Protocol):
-    """What the curriculum writes to: a MetricsLog (or the silent one of other ranks)."""
-
-    def write(self, kind: str, **fields: Any) -> None: ...
 
 
 @dataclass
@@ -209,11 +204,11 @@ class SkillCurriculum:
         self.metrics: Metrics | None = None
 
     def start(
-        self, run_dir: Path, step: int, budget: Budget, planner: Any, metrics: Metrics, log: Log
+        self, run_dir: Path, step: int, budget: Budget, controller: Any, metrics: Metrics, log: Log
     ) -> Budget:
         """Load the run's graph (resume), or take the given one or estimate it and save it in
         the run directory; set the first weights in a new run. Returns the budget left for
-        training (less the probe runs' cost when the graph was estimated); `planner` gives the
+        training (less the probe runs' cost when the graph was estimated); `controller` gives the
         tokens and FLOPs of one step."""
         self.metrics = metrics
         path = run_dir / SKILL_GRAPH_FILE
@@ -259,7 +254,7 @@ class SkillCurriculum:
             )
         if cost is not None:
             budget = budget_after_probes(
-                budget, cost, planner.tokens_per_step, planner.flops_per_step
+                budget, cost, controller.tokens_per_step, controller.flops_per_step
             )
             log(
                 f"skill probes used {cost.steps} steps ({cost.seconds:.1f}s); training for {budget}"

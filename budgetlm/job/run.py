@@ -127,7 +127,7 @@ def run_training(
         dist, sharded,
     )  # fmt: skip
     tokens_per_step = config.train.batch_size * config.model.seq_len
-    planner = BudgetController(
+    controller = BudgetController(
         budget,
         tokens_per_step,
         flops_per_token(config.model) * tokens_per_step,
@@ -141,7 +141,7 @@ def run_training(
         config.train.min_lr_ratio,
         config.train.decay_shape,
     )
-    planner.initial_total()  # a token/FLOP budget too small for one step fails here
+    controller.initial_total()  # a token/FLOP budget too small for one step fails here
     created = not resume and dist.is_main
     try:
         if created:
@@ -155,7 +155,7 @@ def run_training(
             optimizer,
             sampler,
             schedule,
-            planner,
+            controller,
             data.val,
             run_dir,
             config.train,
@@ -199,8 +199,8 @@ def run_training(
             **(start_fields or {}),
         )
         if curriculum is not None:  # the skills graph (maybe from probe runs paid from the budget)
-            budget = planner.budget = curriculum.start(
-                run_dir, trainer.state.step, budget, planner, metrics, log
+            budget = controller.budget = curriculum.start(
+                run_dir, trainer.state.step, budget, controller, metrics, log
             )
         setup_seconds = time.perf_counter() - t0
         log(
@@ -215,7 +215,7 @@ def run_training(
     barrier(dist)
     s = result.state
     if dist.is_main:
-        _record_compile(config, settings, planner, device)
+        _record_compile(config, settings, controller, device)
     full_model = trainer.unsharded_model()  # a collective when sharded
     if not dist.is_main:
         return RunResult(run_dir, result.val_loss, s.step, s.tokens, result.tokens_per_second, "")
@@ -229,7 +229,7 @@ def run_training(
         tokens=s.tokens,
         val_loss=result.val_loss,
         tokens_per_s=result.tokens_per_second,
-        flops=s.step * planner.flops_per_step,
+        flops=s.step * controller.flops_per_step,
         seconds=dict(s.seconds, data=data_seconds, setup=setup_seconds, samples=sample_seconds),
     )
     if config.continual.from_run:  # a continual run: the gap, and forgetting if measurable
@@ -244,12 +244,12 @@ def run_training(
 
 
 def _record_compile(
-    config: RunConfig, settings: JobSettings, planner: BudgetController, device: torch.device
+    config: RunConfig, settings: JobSettings, controller: BudgetController, device: torch.device
 ) -> None:
     """After a compiled run, keep what compiling cost and bought here for the next decision."""
     if not settings.compile or settings.step_seconds is None:
         return
-    cost = measured_cost(planner.step_seconds, settings.step_seconds)
+    cost = measured_cost(controller.step_seconds, settings.step_seconds)
     if cost is not None:
         train = config.train
         record_compile_cost(config.model, train.micro_batch_size, train.precision, device,

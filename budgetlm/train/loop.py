@@ -20,7 +20,6 @@ from torch.nn.parallel import DistributedDataParallel
 from budgetlm.errors import UserError
 from budgetlm.evaluate.config import EvalConfig
 from budgetlm.evaluate.loss import validation_loss
-from budgetlm.run.records import MetricsLog
 from budgetlm.train.checkpoint import (
     load_optimizer,
     load_weights,
@@ -61,7 +60,15 @@ class Schedule(Protocol):
     def decay_start(self, total: int) -> int: ...
 
 
-class Planner(Protocol):
+class Metrics(Protocol):
+    """Where records go (run/records.py's MetricsLog writes metrics.jsonl)."""
+
+    def write(self, kind: str, **fields: Any) -> None: ...
+
+
+class Controller(Protocol):
+    """What keeps the run within its budget (budget/controller.py's BudgetController)."""
+
     def initial_total(self, elapsed: float = 0.0, reserve: float = 0.0) -> int: ...
     def observe_step(self, seconds: float) -> None: ...
     def observe_overhead(self, kind: str, seconds: float) -> None: ...
@@ -109,13 +116,13 @@ class Trainer:
         optimizer: torch.optim.Optimizer,
         batches: BatchSource,
         schedule: Schedule,
-        planner: Planner,
+        controller: Controller,
         val_streams: Mapping[str, np.ndarray],
         run_dir: Path,
         train: TrainConfig,
         evaluation: EvalConfig,
         checkpoint: CheckpointConfig,
-        metrics: MetricsLog,
+        metrics: Metrics,
         progress: Progress,
         device: torch.device,
         seq_len: int,
@@ -153,7 +160,7 @@ class Trainer:
         # Until a compiled step has run, a failure to compile (forward or backward, e.g. no C++
         # compiler) falls back to this eager module: a slower run rather than a failed one.
         self._eager_fallback = wrapped if train.compile else None
-        self.schedule, self.planner = schedule, planner
+        self.schedule, self.controller = schedule, controller
         self.val_streams = val_streams
         self.run_dir = Path(run_dir)
         self.cfg, self.eval_cfg, self.ckpt_cfg = train, evaluation, checkpoint
@@ -185,7 +192,7 @@ class Trainer:
         return autocast(self.device, self.cfg.precision)
 
     def restore(self, checkpoint_dir: Path, state: dict[str, Any]) -> None:
-        """Load weights, optimizer, sampler, planner and counters from a checkpoint."""
+        """Load weights, optimizer, sampler, budget controller and counters from a checkpoint."""
         if self.sharded:  # every rank reads the full state and keeps its shards of it
             host = self._host_factory()
             load_weights(checkpoint_dir, host)
@@ -201,7 +208,7 @@ class Trainer:
             load_weights(checkpoint_dir, self.model)
             load_optimizer(checkpoint_dir, self.optimizer)
         self.batches.load_state_dict(state["sampler"])
-        self.planner.load_state_dict(state["planner"])
+        self.controller.load_state_dict(state["planner"])
         self.guard.load_state_dict(state.get("guard", {}))
         self.state = TrainState(**state["train"])
 
@@ -212,7 +219,7 @@ class Trainer:
         self._started = time.perf_counter() - s.elapsed - (self._spent if fresh else 0.0)
         if s.step == 0:
             s.total_steps = broadcast(
-                self.planner.initial_total(self._elapsed(), self._reserve()), self.dist
+                self.controller.initial_total(self._elapsed(), self._reserve()), self.dist
             )
             self._evaluate()
             self._replan()  # with the first evaluation's measured time
@@ -243,7 +250,7 @@ class Trainer:
             s.tokens += self.tokens_per_step
             step_time = time.perf_counter() - t0
             s.seconds["steps"] += step_time
-            self.planner.observe_step(step_time)
+            self.controller.observe_step(step_time)
             self._replan()
             if s.step == 1 or s.step % self.cfg.log_every == 0 or s.step == s.total_steps:
                 if not self._guard_passed():
@@ -408,14 +415,16 @@ class Trainer:
 
     def _replan(self) -> None:
         """Re-plan the total while the schedule allows; past that, only when the run would miss a
-        time budget by more than the planner tolerates (the LR then jumps a little)."""
+        time budget by more than the budget controller tolerates (the LR then jumps a little)."""
         s = self.state
         free = self.schedule.can_replan(s.step, s.total_steps)
-        if not free and not self.planner.off_plan(
+        if not free and not self.controller.off_plan(
             s.step, s.total_steps, self._elapsed(), self._reserve()
         ):
             return
-        total = broadcast(self.planner.replan(s.step, self._elapsed(), self._reserve()), self.dist)
+        total = broadcast(
+            self.controller.replan(s.step, self._elapsed(), self._reserve()), self.dist
+        )
         if not free and total != s.total_steps and not self._replanned_off_schedule:
             self._replanned_off_schedule = True
             self.progress.message(
@@ -431,11 +440,11 @@ class Trainer:
         every = self.ckpt_cfg.every
         ckpts_left = (max(0, math.ceil(1 / every) - 1 - s.checkpoints_done) if every > 0 else 0) + 1
         ckpts_left += int(self.ckpt_cfg.pre_decay and not s.pre_decay_saved)
-        per_step = self.planner.seconds_per_step() or 0.0
+        per_step = self.controller.seconds_per_step() or 0.0
         return (
-            evals_left * self.planner.overhead("eval", per_step)
-            + ckpts_left * self.planner.overhead("checkpoint", per_step)
-            + self.planner.overhead("end", 0.0)
+            evals_left * self.controller.overhead("eval", per_step)
+            + ckpts_left * self.controller.overhead("checkpoint", per_step)
+            + self.controller.overhead("end", 0.0)
         )
 
     def _maybe_evaluate(self) -> None:
@@ -471,7 +480,7 @@ class Trainer:
         seconds = time.perf_counter() - t0
         s.seconds["eval"] += seconds
         s.evals_done += 1
-        self.planner.observe_overhead("eval", seconds)
+        self.controller.observe_overhead("eval", seconds)
         self.metrics.write(
             "eval",
             step=s.step,
@@ -517,7 +526,7 @@ class Trainer:
             "tags": tags,
             "train": asdict(s),
             "sampler": self.batches.state_dict(),
-            "planner": self.planner.state_dict(),
+            "planner": self.controller.state_dict(),
             "lr_factor": self.schedule.lr_factor(max(0, s.step - 1), s.total_steps),
             "guard": self.guard.state_dict(),
             **self.extra_state(),
@@ -535,7 +544,7 @@ class Trainer:
         self._saved_step = s.step
         seconds = time.perf_counter() - t0
         s.seconds["checkpoint"] += seconds
-        self.planner.observe_overhead("checkpoint", seconds)
+        self.controller.observe_overhead("checkpoint", seconds)
         self.metrics.write(
             "checkpoint",
             step=s.step,
@@ -561,7 +570,7 @@ class Trainer:
     def _show(self, loss: float, rate: float) -> None:
         s = self.state
         elapsed = self._elapsed()
-        used = self.planner.used(s.step, elapsed, s.total_steps)
-        per_step = self.planner.seconds_per_step() or 0.0
+        used = self.controller.used(s.step, elapsed, s.total_steps)
+        per_step = self.controller.seconds_per_step() or 0.0
         eta = (s.total_steps - s.step) * per_step + self._reserve()
         self.progress.update(s.step, s.total_steps, loss, rate, used, eta)

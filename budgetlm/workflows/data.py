@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from budgetlm.config import RunConfig
-from budgetlm.data.prepare.build import MANIFEST_FILE
 from budgetlm.data.prepare.cache import prepare_cached
 from budgetlm.data.store.dataset import PreparedDataset
+from budgetlm.data.store.manifest import MANIFEST_FILE
 from budgetlm.data.store.tokenizer import Tokenizer
 from budgetlm.errors import UserError
 from budgetlm.io import Log

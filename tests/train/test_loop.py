@@ -46,14 +46,14 @@ def make_trainer(tmp_path, micro_batch_size, steps=3, precision="fp32", compile=
         lr=1e-2,
         compile=compile,
     )
-    planner = BudgetController(Budget("steps", steps), 8 * 16, 1.0)
+    controller = BudgetController(Budget("steps", steps), 8 * 16, 1.0)
     tmp_path.mkdir(exist_ok=True)
     return Trainer(
         model,
         build_adamw(model, train, torch.device("cpu")),
         FixedBatches(),
         WarmupStableDecay(0.0, 0.5),
-        planner,
+        controller,
         {"a": np.arange(200) % 64},
         tmp_path,
         train,

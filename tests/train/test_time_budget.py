@@ -71,7 +71,7 @@ def run_timed(tmp_path, monkeypatch, schedule, step_time, eval_seconds=0.5, spen
     model = Decoder(cfg)
     train = TrainConfig(batch_size=2, micro_batch_size=2, precision="fp32", lr=1e-3,
                         compile=False, log_every=1000)  # fmt: skip
-    planner = BudgetController(Budget("seconds", budget), 16, 1.0,
+    controller = BudgetController(Budget("seconds", budget), 16, 1.0,
                                estimated_step_seconds=estimate,
                                estimated_overhead={"eval": 0.4, "checkpoint": 0.0})  # fmt: skip
     out = io.StringIO()
@@ -80,7 +80,7 @@ def run_timed(tmp_path, monkeypatch, schedule, step_time, eval_seconds=0.5, spen
         build_adamw(model, train, torch.device("cpu")),
         Batches(),
         build_schedule(schedule, 0.05, 0.2, 0.0),
-        planner,
+        controller,
         {"a": np.arange(100) % 64},
         tmp_path,
         train,

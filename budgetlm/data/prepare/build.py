@@ -31,19 +31,22 @@ from budgetlm.data.config import CleaningConfig
 from budgetlm.data.ingest.documents import Document
 from budgetlm.data.ingest.sources import Source, SourceReport, parse_sources, read_documents
 from budgetlm.data.prepare.pipeline import Processed, process_batches
+from budgetlm.data.store.manifest import (
+    MANIFEST_FILE,
+    MANIFEST_FORMAT,
+    SPLITS,
+    file_sha256,
+    unigram_entropy,
+)
 from budgetlm.data.store.shards import ShardAppender, TokenShard, token_dtype
 from budgetlm.data.store.tokenizer import TOKENIZER_FILE, Tokenizer, check_vocab_size
 from budgetlm.errors import UserError, closest
 from budgetlm.io import Log
 
-MANIFEST_FILE = "manifest.json"
-MANIFEST_FORMAT = 2
-SPLITS = ("train", "val")
 BATCH_CHARS = 1 << 20  # text per processing batch (one worker task)
 COMMIT_CHARS = 1 << 28  # text between durable commits (~256 MB)
 TOKENIZER_SAMPLE_CHARS = 1 << 26  # text a new tokenizer is trained on (~64 MB), split by source
 PARALLEL_MIN_BYTES = 1 << 25  # inputs smaller than this (32 MB) are processed in-process
-BINCOUNT_CHUNK = 1 << 24  # tokens per bincount call, so a large memmap is never copied whole
 DEDUP_DIR = "dedup"
 NEAR_DUPLICATE = "near_duplicate"
 
@@ -105,27 +108,6 @@ def memory_bound(cleaning: CleaningConfig, workers: int) -> str:
     per_doc = (16 if cleaning.exact_dedup else 0) + (1100 if cleaning.near_dedup else 0)
     in_flight = BATCH_CHARS * (workers * 2 + 2)
     return f"~{in_flight / 1e6:.0f} MB of text in flight + {per_doc} bytes per kept document"
-
-
-def unigram_entropy(tokens: np.ndarray, vocab_size: int) -> float:
-    """Entropy in nats/token of the token frequency distribution (0.0 for no tokens)."""
-    counts = np.zeros(vocab_size, dtype=np.int64)
-    for start in range(0, len(tokens), BINCOUNT_CHUNK):
-        counts += np.bincount(tokens[start : start + BINCOUNT_CHUNK], minlength=vocab_size)
-    total = counts.sum()
-    if total == 0:
-        return 0.0
-    p = counts[counts > 0] / total
-    return float(-(p * np.log(p)).sum())
-
-
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def split_key(seed: int, domain: str, doc: Document) -> float:

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from budgetlm.data.prepare.build import MANIFEST_FILE, MANIFEST_FORMAT, SPLITS, file_sha256
+from budgetlm.data.store.manifest import MANIFEST_FILE, MANIFEST_FORMAT, SPLITS, file_sha256
 from budgetlm.data.store.shards import TokenShard
 from budgetlm.data.store.tokenizer import TOKENIZER_FILE, Tokenizer
 from budgetlm.errors import UserError, closest

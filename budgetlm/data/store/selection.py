@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from budgetlm.data.prepare.build import MANIFEST_FILE, unigram_entropy
 from budgetlm.data.store.dataset import PreparedDataset
+from budgetlm.data.store.manifest import MANIFEST_FILE, unigram_entropy
 from budgetlm.data.store.shards import ShardWriter, shard_files
 from budgetlm.data.store.subset import lowest_scoring
 from budgetlm.data.store.tokenizer import TOKENIZER_FILE

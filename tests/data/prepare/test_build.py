@@ -16,8 +16,9 @@ from budgetlm.data.clean.filters import normalize
 from budgetlm.data.config import CleaningConfig
 from budgetlm.data.ingest.documents import Document
 from budgetlm.data.prepare import build as prepare_module
-from budgetlm.data.prepare.build import prepare_dataset, split_key, unigram_entropy
+from budgetlm.data.prepare.build import prepare_dataset, split_key
 from budgetlm.data.store.dataset import PreparedDataset
+from budgetlm.data.store.manifest import unigram_entropy
 from budgetlm.data.store.shards import TokenShard
 from budgetlm.data.store.tokenizer import Tokenizer
 from budgetlm.errors import UserError
@@ -353,12 +354,6 @@ def test_unigram_entropy_by_hand() -> None:
     assert unigram_entropy(np.array([1, 1, 1, 0], dtype=np.uint16), 4) == pytest.approx(expected)
     assert unigram_entropy(np.array([7] * 10, dtype=np.uint16), 8) == 0.0
     assert unigram_entropy(np.array([], dtype=np.uint16), 8) == 0.0
-
-
-def test_unigram_entropy_chunked(monkeypatch) -> None:
-    monkeypatch.setattr(prepare_module, "BINCOUNT_CHUNK", 3)
-    tokens = np.arange(8, dtype=np.uint16)  # uniform over 8 ids
-    assert unigram_entropy(tokens, 8) == pytest.approx(math.log(8))
 
 
 @pytest.mark.skipif(
