@@ -132,44 +132,9 @@ def evaluate(
     return evaluate_workflow.evaluate(run_dir, tasks, data, prepared, limit, tokens_per_domain, log)
 
 
-def select(
-    out: str | Path,
-    keep: float,
-    prepared: str | Path | None = None,
-    target: str | list[str] | None = None,
-    scores: str | Path | None = None,
-    method: str | None = None,
-    reference: str | Path | None = None,
-    general: str | Path | None = None,
-    domains: list[str] | None = None,
-    proxy: str = "nano",
-    proxy_budget: str = "2Mtok",
-    proxy_seq_len: int = 256,
-    score_tokens: int = 1024,
-    seed: int = 0,
-    log: Log = print,
-) -> dict[str, Any]:
-    """Keep the `keep` share of a prepared dataset's documents that reference models score as
-    most target-like (method "loss" or "loss-diff", the default; see workflows/select.py) and write
-    them to `out` as a prepared dataset, validation data unchanged; or re-select from the
-    scores an earlier selection stored (`scores`) without scoring again; returns the record."""
-    return select_data(
-        out,
-        keep,
-        prepared=prepared,
-        target=target,
-        scores=scores,
-        method=method,
-        reference=reference,
-        general=general,
-        domains=domains,
-        proxy=proxy,
-        proxy_budget=proxy_budget,
-        proxy_seq_len=proxy_seq_len,
-        score_tokens=score_tokens,
-        seed=seed,
-        log=log,
-    )
+select = select_data
+"""`budgetlm select`: the workflow's function itself (workflows/select.py), so that its many
+options are written once; see its docstring."""
 
 
 def mix_search(

@@ -70,7 +70,7 @@ def test_compile_auto_follows_what_compiling_costs_on_this_machine(
 
     if recorded is not None:
         cost = machine_compile.CompileCost(*recorded, measured=True)
-        monkeypatch.setattr("budgetlm.job.settings.compile_cost", lambda *a: cost)
+        monkeypatch.setattr("budgetlm.job.decide.compile_cost", lambda *a: cost)
     assert compile_decision(tiny_config(budget=budget), monkeypatch) is on
 
 

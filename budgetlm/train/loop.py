@@ -35,9 +35,9 @@ from budgetlm.train.distributed import (
     rank_slice,
 )
 from budgetlm.train.guard import GuardConfig, LossGuard
+from budgetlm.train.objective import step_losses
 from budgetlm.train.precision import autocast
 from budgetlm.train.progress import Progress, format_duration
-from budgetlm.train.reweight import step_losses
 from budgetlm.train.sharding import (
     gather_optimizer,
     gather_weights,
@@ -64,6 +64,7 @@ class Metrics(Protocol):
     """Where records go (run/records.py's MetricsLog writes metrics.jsonl)."""
 
     def write(self, kind: str, **fields: Any) -> None: ...
+    def close(self) -> None: ...
 
 
 class Controller(Protocol):

@@ -18,7 +18,7 @@ from budgetlm.evaluate.arith import arith_evaluation
 from budgetlm.evaluate.harness import HarnessScorer, resolve_tasks, run_tasks
 from budgetlm.evaluate.heldout import heldout_loss
 from budgetlm.io import Log, write_text_atomic
-from budgetlm.job.settings import trainer_autocast
+from budgetlm.job.decide import trainer_autocast
 from budgetlm.machine.device import resolve_device
 from budgetlm.model.decoder import Decoder
 from budgetlm.run.directory import load_run_config

@@ -43,8 +43,8 @@ from budgetlm.data.store.tokenizer import TOKENIZER_FILE, Tokenizer
 from budgetlm.errors import UserError, closest
 from budgetlm.evaluate.scoring import document_losses
 from budgetlm.io import Log
+from budgetlm.job.decide import trainer_autocast
 from budgetlm.job.run import run_training
-from budgetlm.job.settings import trainer_autocast
 from budgetlm.machine.device import resolve_device
 from budgetlm.model.decoder import Decoder
 from budgetlm.run.directory import require_run_dir

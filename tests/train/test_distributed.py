@@ -124,10 +124,10 @@ def test_sharded_training_matches_one_process_and_resumes_sharded(tiny_prepared,
 
 
 def test_sharding_refuses_muon(tiny_config):
-    from budgetlm.job.run import _use_sharding
+    from budgetlm.job.decide import use_sharding
 
     config = tiny_config(**{"train.parallel": "fsdp", "train.optimizer": "muon"})
     with pytest.raises(UserError, match="adamw only"):
-        _use_sharding(config, distributed=True)
+        use_sharding(config, distributed=True)
     with pytest.raises(UserError, match="train.parallel must be one of ddp, fsdp"):
-        _use_sharding(tiny_config(**{"train.parallel": "zero"}), distributed=True)
+        use_sharding(tiny_config(**{"train.parallel": "zero"}), distributed=True)

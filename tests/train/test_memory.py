@@ -39,7 +39,7 @@ def test_a_run_that_does_not_fit_accumulates_smaller_micro_batches(tiny_config, 
     needed = memory.state_bytes(50_000) + 2 * activation_bytes(
         ModelConfig(size="custom", d_model=32, n_layers=2, n_heads=2, seq_len=32).resolved(300), 1
     )
-    monkeypatch.setattr("budgetlm.job.run.available_bytes", lambda device: needed)
+    monkeypatch.setattr("budgetlm.job.decide.available_bytes", lambda device: needed)
     logs = []
     config = tiny_config(**{"train.micro_batch_size": 8})
     result = api.pretrain(config, log=logs.append)

@@ -7,7 +7,8 @@ from budgetlm.config import load_config
 from budgetlm.errors import UserError
 from budgetlm.model.config import ModelConfig
 from budgetlm.model.decoder import Decoder
-from budgetlm.train.reweight import normalize_losses, sample_weights, step_losses
+from budgetlm.train.objective import step_losses
+from budgetlm.train.reweight import normalize_losses, sample_weights
 
 
 def test_normalize_maps_the_batch_to_minus_delta_plus_delta():

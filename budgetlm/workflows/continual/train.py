@@ -20,8 +20,8 @@ from budgetlm.errors import UserError
 from budgetlm.evaluate.arith import arith_evaluation
 from budgetlm.evaluate.scoring import document_losses
 from budgetlm.io import Log
+from budgetlm.job.decide import trainer_autocast
 from budgetlm.job.run import RunResult, run_training
-from budgetlm.job.settings import trainer_autocast
 from budgetlm.machine.device import resolve_device
 from budgetlm.model.decoder import Decoder
 from budgetlm.run.directory import open_resume

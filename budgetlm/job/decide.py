@@ -1,7 +1,9 @@
-"""Decide once, before a training job starts, the settings that depend on this machine:
-threads, precision, compilation, evaluation's share of a time budget, and the step time a time
-budget is first planned from. Each is measured on the device the job uses (machine/), and the
-decisions are written into the run config that is saved with the run."""
+"""Decide once, before a training job starts, what the saved config leaves open: the model's
+vocabulary (from the tokenizer), the micro-batch that fits this device's memory, whether to
+shard, and the settings that depend on this machine (threads, precision, compilation,
+evaluation's share of a time budget, and the step time a time budget is first planned from).
+Machine settings are measured on the device the job uses (machine/); every decision is written
+into the run config that is saved with the run."""
 
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ import torch
 from budgetlm.budget.overheads import checkpoint_seconds, evaluation_count, fit_eval_tokens
 from budgetlm.budget.spec import Budget
 from budgetlm.config import RunConfig
+from budgetlm.data.store.tokenizer import Tokenizer
+from budgetlm.errors import UserError
 from budgetlm.io import Log
 from budgetlm.machine.cache import default_measurements_file
 from budgetlm.machine.compile import compile_cost, decide_compile
@@ -23,7 +27,9 @@ from budgetlm.machine.precision import PrecisionChoice, choose_precision
 from budgetlm.machine.throughput import Throughput, measure_throughput
 from budgetlm.model.flops import count_parameters
 from budgetlm.train.distributed import Distributed, broadcast
+from budgetlm.train.memory import activation_bytes, available_bytes, fit_micro_batch, state_bytes
 from budgetlm.train.precision import autocast
+from budgetlm.train.sharding import PARALLEL_MODES
 
 
 @dataclass
@@ -160,3 +166,56 @@ def trainer_autocast(config: RunConfig, device: torch.device) -> Callable:
         )
         config.train.precision = choice.precision
     return lambda: autocast(device, config.train.precision)
+
+
+def resolve_vocab(config: RunConfig, tokenizer: Tokenizer) -> None:
+    """Size the model's vocabulary from the tokenizer (when the config leaves it open), and
+    refuse a vocabulary smaller than the tokenizer's."""
+    if not config.model.is_resolved():
+        config.model = config.model.resolved(vocab_size=tokenizer.vocab_size)
+    if config.model.vocab_size < tokenizer.vocab_size:
+        raise UserError(
+            f"model.vocab_size is {config.model.vocab_size} but the tokenizer has "
+            f"{tokenizer.vocab_size} tokens; leave model.vocab_size unset"
+        )
+
+
+def use_sharding(config: RunConfig, distributed: bool) -> bool:
+    """Whether to shard the model with FSDP2: train.parallel 'fsdp' under torchrun (a single
+    process has nothing to shard across)."""
+    mode = config.train.parallel
+    if mode not in PARALLEL_MODES:
+        raise UserError(f"train.parallel must be one of {', '.join(PARALLEL_MODES)}, got '{mode}'")
+    if mode == "fsdp" and config.train.optimizer != "adamw":
+        raise UserError(
+            f"train.parallel fsdp works with train.optimizer adamw only, not "
+            f"'{config.train.optimizer}' (Muon orthogonalizes whole matrices, which sharding "
+            "splits); use train.parallel ddp with Muon"
+        )
+    return mode == "fsdp" and distributed
+
+
+def fit_micro_batch_size(config: RunConfig, device: torch.device, processes: int, log: Log) -> None:
+    """Lower train.micro_batch_size when the requested one would not fit in this device's free
+    memory (the global batch stays, by accumulation), and say so."""
+    train = config.train
+    per_rank = train.batch_size // processes
+    requested = min(train.micro_batch_size, per_rank)
+    fixed = state_bytes(count_parameters(config.model)["total"])
+    per_sequence = activation_bytes(config.model, 1)
+    available = available_bytes(device)
+    fitted = fit_micro_batch(requested, per_rank, per_sequence, fixed, available)
+    if fitted != train.micro_batch_size and available is not None:
+        log(
+            f"train.micro_batch_size {train.micro_batch_size} would need "
+            f"~{(fixed + requested * per_sequence) / 2**30:.1f} GiB of the "
+            f"{available / 2**30:.1f} GiB free: using {fitted} and accumulating "
+            f"{per_rank // fitted} micro-batches per step (the batch stays {train.batch_size})"
+        )
+        train.micro_batch_size = fitted
+    if available is not None and fixed + fitted * per_sequence > available:
+        log(
+            f"warning: even one sequence per micro-batch needs ~"
+            f"{(fixed + per_sequence) / 2**30:.1f} GiB, more than the {available / 2**30:.1f} GiB "
+            "free; use a smaller --model or model.seq_len"
+        )
