@@ -220,11 +220,3 @@ def test_retention_keeps_the_last_k_and_every_mth(tiny_config):
     assert any("final" in t for t in tags.values()) and any("pre_decay" in t for t in tags.values())
     periodic = [step for step, t in tags.items() if not t]
     assert len(periodic) <= 1
-
-
-def test_no_prompts_means_no_samples():
-    from budgetlm.job.samples import document_openings
-
-    stream = np.array([5, 6, 7, 0, 8, 9, 0, 3, 4, 0])
-    assert document_openings(stream, eos_id=0, count=0, length=2) == []
-    assert document_openings(stream, eos_id=0, count=2, length=2) == [[5, 6], [8, 9]]

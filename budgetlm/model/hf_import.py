@@ -42,9 +42,9 @@ _LAYER_NAMES = {
 
 
 def is_hf_model_dir(path: str | Path) -> bool:
-    """True for a folder holding a Hugging Face config.json (and not a budgetlm run)."""
-    path = Path(path)
-    return (path / HF_CONFIG_FILE).is_file() and not (path / "config.yaml").is_file()
+    """True for a folder holding a Hugging Face config.json; callers tell a budgetlm run apart
+    first (run/directory.is_run_dir), as open_parent does."""
+    return (Path(path) / HF_CONFIG_FILE).is_file()
 
 
 def resolve_hf_source(spec: str) -> Path:

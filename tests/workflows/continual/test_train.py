@@ -8,8 +8,7 @@ import pytest
 from budgetlm import api
 from budgetlm.config import load_config
 from budgetlm.errors import UserError
-
-from .conftest import TINY_MODEL, write_corpus
+from tests.conftest import TINY_MODEL, write_corpus
 
 TINY = {
     **TINY_MODEL,
@@ -215,7 +214,7 @@ def test_hq_subset_trains_on_the_lowest_loss_quarter(setup):
 def hf_setup(tmp_path_factory):
     """A tiny random Qwen2 saved by transformers (q/k/v biases, GQA), and a code corpus."""
     pytest.importorskip("transformers")
-    from .conftest import write_hf_model
+    from tests.conftest import write_hf_model
 
     root = tmp_path_factory.mktemp("hf_continual")
     prose, code = write_corpus(root)
