@@ -6,14 +6,17 @@ handed it a function (the loop's `after_step`, an extra evaluation, a continual 
     python .ci/walk.py                          # pretrain --budget 5steps on the built-in data
     python .ci/walk.py --prepared DIR --model.size nano
 
-Prints the rooms in the order the call first enters them, then every room-to-room call edge
-with its count and direction. A callback is told apart from a wrong-way call statically: the
-caller's module does not import the callee's room (so the layers contract still holds). Exits
-1 when a call goes up a layer from a module that imports the room it calls.
+Prints the rooms in the order the call first enters them, every room-to-room call edge with
+its count and direction, and whether the orchestrating rooms (api, workflows, job) are each
+entered exactly once (module import-time code is excluded: every module is imported first).
+A callback is told apart from a wrong-way call statically: the caller's module does not import
+the callee's room (so the layers contract still holds). Exits 1 when a call goes up a layer
+from a module that imports the room it calls.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import tempfile
 import threading
@@ -71,7 +74,16 @@ def main(argv: list[str]) -> int:
         if origin is not None and origin != to:
             edges[(origin, to, source, callee)] += 1
 
+    import importlib
+    import pkgutil
+
+    import budgetlm
     from budgetlm.cli import main as cli_main
+
+    for module in pkgutil.walk_packages(budgetlm.__path__, "budgetlm."):
+        if not module.name.endswith("__main__"):
+            with contextlib.suppress(ImportError):  # an optional extra not installed
+                importlib.import_module(module.name)  # import-time code is not part of the walk
 
     with tempfile.TemporaryDirectory(prefix="budgetlm-walk-") as tmp:
         args = ["pretrain", "--budget", "5steps", "--out", str(Path(tmp) / "walk"), *argv]
@@ -116,6 +128,15 @@ def main(argv: list[str]) -> int:
         print(f"  {origin:>20} -> {to:<20} {count:>9,}  {direction}")
     for source, callee in sorted(callbacks):
         print(f"  callback: {source} calls a function of {callee} it was handed")
+    entries = Counter()
+    for (origin, to), count in by_rooms.items():
+        if rank[to] > rank[origin]:
+            entries[to] += count
+    once = [r for r in ("budgetlm.api", "budgetlm.workflows", "budgetlm.job") if entries[r] == 1]
+    print(f"entered exactly once from a room above: {', '.join(once) or 'none'}")
+    for room in ("budgetlm.api", "budgetlm.workflows", "budgetlm.job"):
+        if entries[room] != 1:
+            print(f"note: {room} entered {entries[room]} times from above")
     same_layer = [(o, t) for (o, t) in by_rooms if rank[o] == rank[t]]
     for source, callee, count in wrong:
         print(f"WRONG WAY: {source} calls {callee} ({count}x) and imports its room")

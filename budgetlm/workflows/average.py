@@ -40,8 +40,9 @@ def average(
     runs: list[str | Path] | None = None,
     log: Log = print,
 ) -> dict[str, Any]:
-    """`budgetlm average`: the last checkpoints of one run (LAWA), or a soup of several runs'
-    final models; returns the record of what was averaged."""
+    """Write `out`, a run directory whose model is the uniform average of `run`'s last `last`
+    checkpoints (all when None; LAWA), or of the final models of `runs` (a model soup).
+    Returns the record of what was averaged."""
     if (run is None) == (not runs):
         raise UserError("pass --run RUN [--last K] to average checkpoints, or --runs RUN_A RUN_B")
     if runs:

@@ -35,8 +35,9 @@ def plan(
     law: str | Path | None = None,
     log: Log = print,
 ) -> tuple[Plan, RunConfig]:
-    """`budgetlm plan`: size the model for config.budget on this machine, print the
-    alternatives and write the run config to `out` (for `budgetlm pretrain --config`)."""
+    """What to train with config.budget on this machine: measures candidate model sizes' speed
+    (cached), sizes the model by a scaling law, picks batch and LR, prints the alternatives and
+    writes the run config to `out` (for `budgetlm pretrain --config`)."""
     dataset = open_data(config, tokenizer=None, log=log)
     planned, planned_config, law_name = plan_run(config, dataset, law, log)
     log(plan_table(planned, law_name))

@@ -53,29 +53,16 @@ def mix_search(
     workers: int = 1,
     log: Log = print,
 ) -> dict[str, Any]:
-    """`budgetlm mix search`: check the settings before any data work, open the data (tokenized
-    once for every proxy), run the search."""
+    """Find the mixture of the data's domains that minimises the target's validation loss by
+    regression over small proxy runs (RegMix): `config` is the proxies' run config (data, model
+    size, token budget); resumable in `out`; returns the mix.json payload, also written to
+    OUT/mix.json."""
     settings = settings or SearchSettings()
-    settings.check()
-    dataset = open_data(config, tokenizer=None, log=log)
-    return search_mixture(config, dataset, target, out, settings, workers, log)
-
-
-def search_mixture(
-    config: RunConfig,
-    dataset: PreparedDataset,
-    target: str | list[str] | dict[str, float],
-    out: str | Path,
-    settings: SearchSettings,
-    workers: int = 1,
-    log: Log = print,
-) -> dict[str, Any]:
-    """Run (or resume) a mixture search on `dataset` with proxies configured by `config`;
-    returns the mix.json payload, also written to OUT/mix.json."""
     settings.check()
     fit = regressor_fit(settings.regressor)  # a missing LightGBM fails before any training
     if workers < 1:
         raise UserError(f"--workers must be at least 1, got {workers}")
+    dataset = open_data(config, tokenizer=None, log=log)  # tokenized once for every proxy
     out = Path(out)
     domains = dataset.domains
     # one full sequence at least: fewer validation tokens measure too little to rank mixtures

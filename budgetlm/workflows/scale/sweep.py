@@ -197,34 +197,16 @@ def scale(
     remember: bool = True,
     log: Log = print,
 ) -> SweepResult:
-    """`budgetlm scale`: check the grid before any data work, open the data, run the sweep."""
-    check_grid(sizes, budgets, config.train.batch_size * config.model.seq_len)
-    dataset = open_data(config, tokenizer=None, log=log)
-    return run_sweep(
-        config, dataset, sizes, budgets, out, predict, target, workers, bootstrap, remember, log
-    )
-
-
-def run_sweep(
-    config: RunConfig,
-    dataset: PreparedDataset,
-    sizes: list[str],
-    budgets: list[str],
-    out: str | Path,
-    predict: list[str] | None = None,
-    target: list[str] | None = None,
-    workers: int = 1,
-    bootstrap: int = DEFAULT_BOOTSTRAP,
-    remember: bool = True,
-    log: Log = print,
-) -> SweepResult:
-    """Train every size x budget not trained yet in OUT/runs (config gives the data, schedule,
-    batch and so on), fit the law to the final validation losses (mean over `target` domains,
-    default all), save and plot it and predict the `predict` SIZE:BUDGET runs."""
+    """Train a sweep of `sizes` (presets or WIDTHxDEPTH shapes) x token/step `budgets` in
+    `out` (finished runs reused), fit L(N, D) = E + A/N^alpha + B/D^beta to their final
+    validation losses (mean over `target` domains, default all) with bootstrap uncertainty,
+    save OUT/scaling_law.json (and, if `remember`, in the cache for `budgetlm plan`), plot it
+    and predict the `predict` SIZE:BUDGET runs. config gives the data, schedule, batch..."""
     out = Path(out)
-    vocab = dataset.tokenizer.vocab_size
     tokens_per_step = config.train.batch_size * config.model.seq_len
-    check_grid(sizes, budgets, tokens_per_step)
+    check_grid(sizes, budgets, tokens_per_step)  # before any data work
+    dataset = open_data(config, tokenizer=None, log=log)
+    vocab = dataset.tokenizer.vocab_size
     models = _unique("--sizes", sizes, lambda s: parse_size(s, config.model, vocab))
     tokens = _unique("--budgets", budgets, lambda b: budget_tokens(b, tokens_per_step))
     domains = _target_domains(target, dataset.domains)
