@@ -49,7 +49,9 @@ def test_recipe_fields_are_in_range_and_build_a_schedule(recipe):
 
 
 def test_unknown_recipe_is_a_user_error_with_a_hint_and_the_choices():
-    with pytest.raises(UserError, match=r"unknown recipe 'replya' \(did you mean 'replay'\?\)") as e:
+    with pytest.raises(
+        UserError, match=r"unknown recipe 'replya' \(did you mean 'replay'\?\)"
+    ) as e:
         get_recipe("replya")
     for name in NAMES:
         assert name in str(e.value)
