@@ -7,8 +7,9 @@ handed it a function (the loop's `after_step`, an extra evaluation, a continual 
     python .ci/walk.py --prepared DIR --model.size nano
 
 Prints the rooms in the order the call first enters them, every room-to-room call edge with
-its count and direction, and whether the orchestrating rooms (api, workflows, job) are each
-entered exactly once (module import-time code is excluded: every module is imported first).
+its count and direction, and whether the orchestrating rooms (workflows, job; api.py only
+re-exports the workflows' functions) are each entered exactly once (module import-time code
+is excluded: every module is imported first).
 A callback is told apart from a wrong-way call statically: the caller's module does not import
 the callee's room (so the layers contract still holds). Exits 1 when a call goes up a layer
 from a module that imports the room it calls.
@@ -25,6 +26,7 @@ from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+ORCHESTRATORS = ("budgetlm.workflows", "budgetlm.job")
 
 
 def layers() -> list[list[str]]:
@@ -132,9 +134,10 @@ def main(argv: list[str]) -> int:
     for (origin, to), count in by_rooms.items():
         if rank[to] > rank[origin]:
             entries[to] += count
-    once = [r for r in ("budgetlm.api", "budgetlm.workflows", "budgetlm.job") if entries[r] == 1]
+    # api.py re-exports the workflows' functions: a call through it enters workflows/ directly
+    once = [r for r in ORCHESTRATORS if entries[r] == 1]
     print(f"entered exactly once from a room above: {', '.join(once) or 'none'}")
-    for room in ("budgetlm.api", "budgetlm.workflows", "budgetlm.job"):
+    for room in ORCHESTRATORS:
         if entries[room] != 1:
             print(f"note: {room} entered {entries[room]} times from above")
     same_layer = [(o, t) for (o, t) in by_rooms if rank[o] == rank[t]]
