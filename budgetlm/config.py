@@ -27,8 +27,13 @@ class ContinualConfig:
     """Continual pre-training: which model to continue and how (workflows/continual/recipes.py)."""
 
     from_run: str | None = None
-    """The model to train further: a budgetlm run directory, a Hugging Face Llama/Mistral/Qwen2
-    model folder, or a hub id ("org/name", downloaded only then)."""
+    """The model to train further: a budgetlm run directory, a Hugging Face causal LM folder
+    (anything AutoModelForCausalLM loads), or a hub id ("org/name", downloaded only then)."""
+    backend: str = "hf"
+    """How a Hugging Face model is trained: 'hf' (transformers' own model, so it keeps its
+    architecture) or 'native' (a Llama/Mistral/Qwen2 imported into budgetlm's decoder)."""
+    trust_remote_code: bool = False
+    """Allow a Hugging Face model whose code is not part of transformers (runs that code)."""
     recipe: str = "default"
     """naive, rewarm, replay, hq-subset, infinite, infinite-replay or default."""
     replay: list[str] | None = None

@@ -101,10 +101,29 @@ def tiny_config(tiny_prepared, tmp_path):
     return make
 
 
+ARCHITECTURES = {
+    "llama3": ("llama", {"rope_scaling": {
+        "rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+        "original_max_position_embeddings": 16,
+    }}),
+    "qwen2": ("qwen2", {}),
+    "qwen3": ("qwen3", {"head_dim": 8}),
+    "mistral": ("mistral", {"sliding_window": 16}),
+    "gemma3": ("gemma3_text", {"head_dim": 8, "sliding_window": 16}),
+    "smollm3": ("smollm3", {}),
+    "olmo2": ("olmo2", {}),
+    "phi3": ("phi3", {}),
+}  # fmt: skip
+"""Tiny random configs of popular base architectures (name -> transformers model_type and the
+fields it needs): Llama 3 with llama3 RoPE scaling, Qwen2, Qwen3 (QK-norm), Mistral (sliding
+window), Gemma 3 (sliding and global layers), SmolLM3, OLMo 2 and Phi-3 (fused projections)."""
+
+
 def write_hf_model(folder, model_type="llama", tie=False, texts=None, shard_size=None, **shape):
-    """A tiny random Hugging Face Llama/Mistral/Qwen2 saved with `save_pretrained`, with a
-    Llama-style tokenizer (BPE trained on `texts`, <s> prepended, </s> as EOS). Returns the
-    transformers model, in eval mode."""
+    """A tiny random Hugging Face model saved with `save_pretrained`, with a Llama-style
+    tokenizer (BPE trained on `texts`, <s> prepended, </s> as EOS): "llama", "mistral" and
+    "qwen2" as their classes, or an ARCHITECTURES name built by AutoModelForCausalLM. Returns
+    the transformers model, in eval mode."""
     import torch
     import transformers
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
@@ -131,7 +150,12 @@ def write_hf_model(folder, model_type="llama", tie=False, texts=None, shard_size
         "mistral": (transformers.MistralConfig, transformers.MistralForCausalLM),
         "qwen2": (transformers.Qwen2Config, transformers.Qwen2ForCausalLM),
     }
-    config_class, model_class = classes[model_type]
+    if model_type in classes:
+        config_class, model_class = classes[model_type]
+    else:
+        hf_type, extra = ARCHITECTURES[model_type]
+        config_class = lambda **v: transformers.AutoConfig.for_model(hf_type, **{**extra, **v})  # noqa: E731
+        model_class = transformers.AutoModelForCausalLM.from_config
     values = {
         "vocab_size": 328,  # padded above the tokenizer's 320, as real checkpoints often are
         "hidden_size": 32,
@@ -144,6 +168,7 @@ def write_hf_model(folder, model_type="llama", tie=False, texts=None, shard_size
         "tie_word_embeddings": tie,
         "bos_token_id": hf_tok.token_to_id("<s>"),
         "eos_token_id": hf_tok.token_to_id("</s>"),
+        "pad_token_id": hf_tok.token_to_id("<unk>"),
         **shape,
     }
     torch.manual_seed(0)

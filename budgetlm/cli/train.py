@@ -93,6 +93,17 @@ def add_continue(sub: Any, name: str, purpose: str) -> None:
         metavar="MIX_JSON",
         help="split the new data by the domain weights of a mix.json from `budgetlm mix search`",
     )
+    p.add_argument(
+        "--adapter",
+        choices=["none", "lora"],
+        help="lora: train low-rank adapters of a Hugging Face model, its weights frozen "
+        "(--model.lora_rank, --model.lora_alpha, --model.lora_targets; default: full training)",
+    )
+    p.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="allow a Hugging Face model whose code is not part of transformers (runs it)",
+    )
     p.add_argument("--resume", action="store_true", help="continue a killed run")
     p.set_defaults(handler=run_continue)
 
@@ -120,6 +131,10 @@ def run_continue(args: argparse.Namespace, overrides: Overrides) -> None:
         flags.append(("continual.replay_ratio", args.replay_ratio))
     if args.recipe:
         flags.append(("continual.recipe", args.recipe))
+    if args.trust_remote_code:
+        flags.append(("continual.trust_remote_code", True))
+    if args.adapter:
+        flags.append(("model.adapter", args.adapter))
     if args.resume and flags:
         raise UserError("--resume continues a run with its saved config.yaml; pass only --out")
     if not args.resume and not (args.data or args.prepared or args.config):

@@ -33,10 +33,17 @@ def add_export(sub: Any, name: str, purpose: str) -> None:
         help=purpose,
         description="Write a run's trained model and tokenizer as a Hugging Face model folder "
         "(config.json, model.safetensors, tokenizer files) that transformers loads with "
-        "AutoModelForCausalLM.from_pretrained; Llama format, Qwen2 for models with q/k/v biases.",
+        "AutoModelForCausalLM.from_pretrained: a continued Hugging Face model as the "
+        "model_type it was (LoRA adapters merged), a budgetlm model as Llama (Qwen2 for models "
+        "with q/k/v biases).",
     )
     p.add_argument("--run", required=True, help="the run directory")
     p.add_argument("--out", required=True, help="the folder to create")
+    p.add_argument(
+        "--adapter-only",
+        action="store_true",
+        help="write a LoRA run's adapter alone (adapter_model.safetensors) instead of merging it",
+    )
     p.set_defaults(handler=run_export)
 
 
@@ -87,7 +94,7 @@ def run_generate(args: argparse.Namespace, overrides: Overrides) -> None:
 def run_export(args: argparse.Namespace, overrides: Overrides) -> None:
     from budgetlm import api
 
-    out = api.export(args.run, args.out)
+    out = api.export(args.run, args.out, adapter_only=args.adapter_only)
     print(f"exported {args.run} to {out} (load it with AutoModelForCausalLM.from_pretrained)")
 
 

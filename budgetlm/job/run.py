@@ -35,6 +35,7 @@ from budgetlm.job.finish import finish_run, record_compile
 from budgetlm.job.finish import start_fields as job_start_fields
 from budgetlm.machine.device import resolve_device
 from budgetlm.machine.threads import fit_threads
+from budgetlm.model.build import build_model
 from budgetlm.model.decoder import Decoder
 from budgetlm.run.directory import new_run_dir
 from budgetlm.run.files import CONFIG_FILE, METRICS_FILE
@@ -95,7 +96,7 @@ def run_training(
     if run_dir is None:
         run_dir = broadcast(new_run_dir(config), dist)  # one run directory for all ranks
     torch.manual_seed(config.train.seed)
-    model = Decoder(config.model).to(device)
+    model = build_model(config.model).to(device)
     fit_micro_batch_size(config, device, dist.world_size, log)
     optimizer = build_optimizer(model, config.train)
     if init is not None and not resume:
@@ -144,7 +145,7 @@ def run_training(
             else None,
             guard=config.guard,
             dist=dist,
-            host_model=(lambda: Decoder(config.model)) if sharded else None,
+            host_model=(lambda: build_model(config.model)) if sharded else None,
             after_step=curriculum.after_step if curriculum else None,
             spent_seconds=0.0 if resume else time.perf_counter() - command_start,
         )

@@ -95,7 +95,7 @@ def record_compile_cost(
 
 def _key(model: ModelConfig, micro_batch_size: int, precision: str, device: torch.device) -> str:
     setting = {
-        "compile": dataclasses.asdict(model),
+        "compile": model.key_fields(),
         "micro_batch_size": micro_batch_size,
         "precision": precision,
     }

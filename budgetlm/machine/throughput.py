@@ -14,6 +14,7 @@ import torch
 
 from budgetlm.machine.cache import read_measurements, write_measurement
 from budgetlm.machine.fingerprint import settings_key
+from budgetlm.model.build import build_model
 from budgetlm.model.config import ModelConfig
 from budgetlm.model.decoder import Decoder
 from budgetlm.train.config import TrainConfig
@@ -72,7 +73,7 @@ def measure_throughput(
     if device.type == "cpu" and train.reuse_host_memory:
         reuse_freed_memory()  # as training will: it changes the CPU speed by up to 1.5x
     torch.manual_seed(0)
-    net = Decoder(model).to(device)
+    net = build_model(model).to(device)
     optimizer = build_optimizer(net, train)
     batch = torch.randint(
         0, model.vocab_size, (train.micro_batch_size, model.seq_len + 1), device=device
@@ -138,7 +139,7 @@ def _store(cache_file: Path | None, key: str, result: Throughput, device: torch.
 
 def _cache_key(model: ModelConfig, train: TrainConfig, device: torch.device) -> str:
     setting = {
-        "model": dataclasses.asdict(model),
+        "model": model.key_fields(),
         "micro_batch_size": train.micro_batch_size,
         "precision": train.precision,
         "optimizer": train.optimizer,

@@ -25,6 +25,19 @@ MODEL_SIZES: dict[str, dict[str, int]] = {
 
 CUSTOM = "custom"
 AUTO_SIZE = "auto"
+NATIVE_BACKEND = "native"
+HF_BACKEND = "hf"
+BACKENDS = (NATIVE_BACKEND, HF_BACKEND)
+ADAPTERS = ("none", "lora")
+ADAPTER_FIELDS = (
+    "adapter",
+    "lora_rank",
+    "lora_alpha",
+    "lora_dropout",
+    "lora_targets",
+    "lora_train_embeddings",
+)
+"""What a continual run takes from its own config, not from the model it continues."""
 """model.size chosen for the budget by the planner (`budgetlm plan`) before the model is built."""
 
 
@@ -36,8 +49,36 @@ def swiglu_hidden(d_model: int, multiple_of: int = 32) -> int:
 
 @dataclass
 class ModelConfig:
-    """Shape of the Llama-style decoder. `size` picks a preset; any field set explicitly
-    overrides it. Call `resolved(vocab_size)` to get the filled-in, validated copy."""
+    """The model: budgetlm's Llama-style decoder (backend 'native'), whose shape `size` picks
+    from a preset with any field set explicitly overriding it, or a transformers model
+    (backend 'hf', the architecture in hf_config; the shape fields then only feed the FLOP and
+    memory estimates). Call `resolved(vocab_size)` to get the filled-in, validated copy."""
+
+    backend: str = NATIVE_BACKEND
+    """'native': budgetlm's decoder (pre-training from scratch, growth, research); 'hf': a
+    transformers AutoModelForCausalLM trained as it is (what `budgetlm continue --from HF_DIR`
+    sets), so that a continued model keeps its architecture."""
+    hf_config: dict | None = None
+    """backend 'hf': the model's config.json, kept in the run's config.yaml so the run is
+    rebuilt from its own directory."""
+    hf_source: str | None = None
+    """backend 'hf': the folder or hub id the model came from (its remote code, if trusted)."""
+    trust_remote_code: bool = False
+    """backend 'hf': build a model whose code is not part of transformers (runs that code)."""
+    adapter: str = "none"
+    """backend 'hf': 'none' (train every weight) or 'lora' (freeze them and train low-rank
+    adapters, model/lora.py)."""
+    lora_rank: int = 16
+    """LoRA: rank r of each adapter's update B·A."""
+    lora_alpha: float = 32.0
+    """LoRA: the update is scaled by alpha / r."""
+    lora_dropout: float = 0.0
+    """LoRA: dropout on the adapters' input."""
+    lora_targets: str = "all-linear"
+    """LoRA: the linears adapted: 'all-linear' (every one but the output head) or names such
+    as 'q_proj,v_proj'."""
+    lora_train_embeddings: bool = False
+    """LoRA: also train the token embedding and output head in full (e.g. for a new language)."""
 
     size: str = "nano"
     """A MODEL_SIZES key, "custom" (then d_model, n_layers and n_heads are required) or "auto"
@@ -73,6 +114,22 @@ class ModelConfig:
         `vocab_size` is the tokenizer's; it fills `self.vocab_size` when that is None.
         Raises UserError naming the `model.*` key and the fix.
         """
+        if self.backend not in BACKENDS:
+            raise UserError(
+                f"model.backend: unknown backend {self.backend!r}"
+                f"{closest(str(self.backend), BACKENDS)}; choose one of {', '.join(BACKENDS)}"
+            )
+        if self.adapter not in ADAPTERS:
+            raise UserError(
+                f"model.adapter must be one of {', '.join(ADAPTERS)}, got {self.adapter!r}"
+            )
+        if self.backend == HF_BACKEND:
+            return self._resolved_hf(vocab_size)
+        if self.adapter != "none":
+            raise UserError(
+                f"model.adapter {self.adapter} applies to transformers models (`budgetlm "
+                "continue --from HF_DIR`); budgetlm's native decoder trains every weight"
+            )
         if self.size == CUSTOM:
             preset: dict[str, int] = {}
             missing = [k for k in ("d_model", "n_layers", "n_heads") if getattr(self, k) is None]
@@ -150,6 +207,32 @@ class ModelConfig:
                 f"({out.n_kv_heads}): choose n_kv_heads that divides n_heads"
             )
         return out
+
+    def _resolved_hf(self, vocab_size: int | None) -> ModelConfig:
+        """A hf-backend config is filled when opened (hf_backend.hf_backend_config); check it."""
+        if not isinstance(self.hf_config, dict) or not self.hf_config.get("model_type"):
+            raise UserError(
+                "model.backend 'hf' needs model.hf_config (the model's config.json); continue a "
+                "Hugging Face model with `budgetlm continue --from HF_DIR` instead of setting it"
+            )
+        if self.vocab_size is not None and vocab_size is not None and self.vocab_size < vocab_size:
+            raise UserError(
+                f"the model has {self.vocab_size} token embeddings but the tokenizer has "
+                f"{vocab_size} tokens; tokenize the data with the model's own tokenizer"
+            )
+        return dataclasses.replace(self)
+
+    def key_fields(self) -> dict:
+        """The fields that identify the model in measurement caches: a native model's keys
+        leave out the hf-only fields, so measurements cached before they existed still count."""
+        fields = dataclasses.asdict(self)
+        if self.backend == NATIVE_BACKEND:
+            for key in ("backend", "hf_config", "hf_source", "trust_remote_code"):
+                fields.pop(key)
+        if self.adapter == "none":
+            for key in [k for k in fields if k == "adapter" or k.startswith("lora_")]:
+                fields.pop(key)
+        return fields
 
     def is_resolved(self) -> bool:
         """True when every shape field is filled in (as `resolved()` returns)."""

@@ -1,8 +1,15 @@
-"""Parameter and FLOP counts computed analytically from a ModelConfig, without building a model."""
+"""Parameter and FLOP counts of a ModelConfig: computed analytically for the native decoder, and
+from the architecture built on the meta device (no weights) for a transformers model."""
 
 from __future__ import annotations
 
-from budgetlm.model.config import ModelConfig
+from budgetlm.model.config import HF_BACKEND, ModelConfig
+
+
+def _hf_counts(config: ModelConfig) -> tuple[int, int, int]:
+    from budgetlm.model.hf_backend import hf_parameter_counts  # transformers only when used
+
+    return hf_parameter_counts(config)
 
 
 def _resolved(config: ModelConfig) -> ModelConfig:
@@ -24,6 +31,9 @@ def count_parameters(config: ModelConfig) -> dict[str, int]:
     once. 'embedding' holds every vocab-sized matrix: the token embedding, plus the lm head when
     untied; 'non_embedding' (Kaplan et al.'s N) is the rest, blocks and norms."""
     c = _resolved(config)
+    if c.backend == HF_BACKEND:
+        total, embedding, _ = _hf_counts(c)
+        return {"total": total, "embedding": embedding, "non_embedding": total - embedding}
     d = c.d_model
     per_layer = _matmul_params_per_layer(c) + 2 * d  # + attn_norm and mlp_norm gains
     non_embedding = c.n_layers * per_layer + d  # + final norm
@@ -41,5 +51,7 @@ def flops_per_token(config: ModelConfig) -> int:
     et al. 2022, appendix B) and nanoGPT's estimate_mfu. Norm gains and the embedding lookup
     do no matmul, so they are left out; the causal mask's saving is not subtracted."""
     c = _resolved(config)
+    if c.backend == HF_BACKEND:  # every linear's weight, counted on the built architecture
+        return 6 * _hf_counts(c)[2] + 12 * c.n_layers * c.d_model * c.seq_len
     matmul_params = c.n_layers * _matmul_params_per_layer(c) + c.vocab_size * c.d_model
     return 6 * matmul_params + 12 * c.n_layers * c.d_model * c.seq_len

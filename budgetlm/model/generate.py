@@ -1,4 +1,4 @@
-"""Sampling a continuation from a Decoder, for samples in reports and generative evals.
+"""Sampling a continuation from a model (either backend), for samples and generative evals.
 
 No KV cache: each step re-runs the context cropped to `seq_len`. For the small models this
 project trains that costs little, and it stays obviously correct when the context slides.
@@ -7,13 +7,12 @@ project trains that costs little, and it stays obviously correct when the contex
 from __future__ import annotations
 
 import torch
-
-from budgetlm.model.decoder import Decoder
+from torch import nn
 
 
 @torch.no_grad()
 def generate(
-    model: Decoder,
+    model: nn.Module,
     prompt: list[int],
     max_new_tokens: int,
     temperature: float = 0.8,
@@ -34,7 +33,7 @@ def generate(
     if top_k is not None and top_k <= 0:
         raise ValueError(f"top_k must be positive or None, got {top_k}")
     seq_len = model.config.seq_len
-    device = model.tok_emb.weight.device
+    device = next(model.parameters()).device
     tokens = torch.tensor([prompt], dtype=torch.long, device=device)
     new: list[int] = []
     for _ in range(max_new_tokens):

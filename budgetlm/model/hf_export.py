@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from budgetlm.data.store.tokenizer import Tokenizer
 from budgetlm.errors import UserError
@@ -74,6 +76,60 @@ def export_hf(model: Decoder, tokenizer: Tokenizer, out: str | Path) -> Path:
     temporary folder renamed into place); UserError if `out` exists and is not empty."""
     from safetensors.torch import save_file
 
+    def write(folder: Path) -> None:
+        config = hf_config(model.config, tokenizer)
+        (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+        save_file(hf_state_dict(model), folder / "model.safetensors", metadata={"format": "pt"})
+        _write_tokenizer(folder, tokenizer, model.config)
+        generation = {"bos_token_id": tokenizer.bos_id, "eos_token_id": tokenizer.eos_id}
+        (folder / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n")
+
+    return write_folder(out, write)
+
+
+def export_transformers(
+    model: nn.Module, tokenizer: Tokenizer, out: str | Path, adapter_only: bool = False
+) -> Path:
+    """Write a transformers-backend model (HFCausalLM) with `save_pretrained`: the same
+    model_type and config it was trained as, its generation config, safetensors weights, and
+    the tokenizer it was trained with (with the original tokenizer_config.json when the source
+    folder still has one). A LoRA model is written with its adapters merged into the weights,
+    or, with `adapter_only`, as the adapter alone (for peft to load onto the base model)."""
+    lora = model.config.adapter == "lora"
+    if adapter_only and not lora:
+        raise UserError("--adapter-only exports a LoRA adapter; this run trained every weight")
+
+    def write(folder: Path) -> None:
+        if lora:
+            from budgetlm.model.lora import merged, save_adapter
+
+            if adapter_only:
+                save_adapter(model.hf, folder)
+            else:
+                merged(model.hf).save_pretrained(folder, safe_serialization=True)
+        else:
+            model.hf.save_pretrained(folder, safe_serialization=True)
+        _write_tokenizer(folder, tokenizer, model.config)
+        source = Path(model.config.hf_source or "")
+        for name in ("special_tokens_map.json", "chat_template.jinja"):
+            if (source / name).is_file():
+                shutil.copyfile(source / name, folder / name)
+        own = source / "tokenizer_config.json"
+        if own.is_file():  # the model's own settings win over the generic ones ...
+            settings = json.loads(own.read_text(encoding="utf-8"))
+            # ... but without a class of its own, transformers would pick the model_type's,
+            # which may re-normalise text: the generic class reads tokenizer.json as it is
+            settings.setdefault("tokenizer_class", "PreTrainedTokenizerFast")
+            (folder / "tokenizer_config.json").write_text(
+                json.dumps(settings, indent=2) + "\n", encoding="utf-8"
+            )
+
+    return write_folder(out, write)
+
+
+def write_folder(out: str | Path, write: Callable[[Path], None]) -> Path:
+    """Fill a new folder `out` with `write`, atomically (a temporary folder renamed into
+    place); UserError if `out` exists and is not empty."""
     out = Path(out).expanduser()
     if out.is_file() or (out.is_dir() and any(out.iterdir())):
         raise UserError(f"--out {out} already exists and is not empty; choose another folder")
@@ -81,16 +137,7 @@ def export_hf(model: Decoder, tokenizer: Tokenizer, out: str | Path) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        config = hf_config(model.config, tokenizer)
-        (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-        save_file(hf_state_dict(model), tmp / "model.safetensors", metadata={"format": "pt"})
-        tokenizer.save(tmp / "tokenizer.json")
-        (tmp / "tokenizer_config.json").write_text(
-            json.dumps(_tokenizer_config(tokenizer, model.config), indent=2) + "\n",
-            encoding="utf-8",
-        )
-        generation = {"bos_token_id": tokenizer.bos_id, "eos_token_id": tokenizer.eos_id}
-        (tmp / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n")
+        write(tmp)
         if out.is_dir():
             out.rmdir()
         os.replace(tmp, out)
@@ -98,6 +145,13 @@ def export_hf(model: Decoder, tokenizer: Tokenizer, out: str | Path) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def _write_tokenizer(folder: Path, tokenizer: Tokenizer, config: ModelConfig) -> None:
+    tokenizer.save(folder / "tokenizer.json")
+    (folder / "tokenizer_config.json").write_text(
+        json.dumps(_tokenizer_config(tokenizer, config), indent=2) + "\n", encoding="utf-8"
+    )
 
 
 def _tokenizer_config(tokenizer: Tokenizer, config: ModelConfig) -> dict[str, Any]:

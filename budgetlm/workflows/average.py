@@ -20,6 +20,7 @@ from budgetlm.data.store.tokenizer import TOKENIZER_FILE, Tokenizer
 from budgetlm.errors import UserError
 from budgetlm.evaluate.loss import validation_loss
 from budgetlm.io import Log
+from budgetlm.model.build import build_model
 from budgetlm.model.decoder import Decoder
 from budgetlm.run.directory import load_run_config, require_run_dir
 from budgetlm.run.files import CONFIG_FILE, METRICS_FILE
@@ -69,7 +70,7 @@ def average_last(run: str | Path, out: str | Path, last: int | None, log: Log = 
             "usually makes it worse (BENCHMARKS.md); averaging helps runs with a constant LR "
             "(train.schedule constant)"
         )
-    model = Decoder(config.model.resolved())
+    model = build_model(config.model.resolved())
     average_checkpoints([path for path, _ in chosen], model)
     record = {"method": "last", "count": len(sources), "sources": sources}
     evaluation = _evaluate(model, config, run_dir, log)
@@ -101,7 +102,7 @@ def soup(runs: list[str | Path], out: str | Path, log: Log = print) -> dict:
             "--from the same run): a soup of independently trained models is usually worse than "
             "each of them (Wortsman et al. 2022); compare them with `budgetlm eval`"
         )
-    model = Decoder(configs[0].model.resolved())
+    model = build_model(configs[0].model.resolved())
     average_checkpoints([path for path, _ in finals], model)
     record = {"method": "soup", "count": len(sources), "sources": sources}
     evaluation = _evaluate(model, configs[0], dirs[0], log)

@@ -20,7 +20,7 @@ from budgetlm.evaluate.heldout import heldout_loss
 from budgetlm.io import Log, write_text_atomic
 from budgetlm.job.decide import trainer_autocast
 from budgetlm.machine.device import resolve_device
-from budgetlm.model.decoder import Decoder
+from budgetlm.model.build import build_model
 from budgetlm.run.directory import load_run_config
 from budgetlm.run.files import EVAL_FILE, METRICS_FILE
 from budgetlm.train.checkpoint import latest_checkpoint, load_weights
@@ -56,7 +56,7 @@ def evaluate(
     tokenizer = load_tokenizer(run_dir)
     datasets = eval_datasets(run_dir, config, data, prepared, log)
     device = resolve_device(config.train.device)
-    model = Decoder(config.model.resolved())
+    model = build_model(config.model.resolved())
     load_weights(found[0], model)
     model.to(device).eval()
     autocast = trainer_autocast(config, device)

@@ -4,11 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from budgetlm.model.hf_export import export_hf
+from budgetlm.errors import UserError
+from budgetlm.model.config import HF_BACKEND
+from budgetlm.model.hf_export import export_hf, export_transformers
 from budgetlm.workflows.trained import load_model, load_tokenizer
 
 
-def export(run_dir: str | Path, out: str | Path) -> Path:
-    """Write a run's trained model and tokenizer as a Hugging Face folder (Llama, or Qwen2 for
-    models with q/k/v biases) that `transformers.AutoModelForCausalLM.from_pretrained` loads."""
-    return export_hf(load_model(run_dir), load_tokenizer(run_dir), out)
+def export(run_dir: str | Path, out: str | Path, adapter_only: bool = False) -> Path:
+    """Write a run's trained model and tokenizer as a Hugging Face folder that
+    `transformers.AutoModelForCausalLM.from_pretrained` loads: a continued transformers model as
+    the model_type it was (save_pretrained); a native model as Llama (Qwen2 with q/k/v biases)."""
+    model, tokenizer = load_model(run_dir), load_tokenizer(run_dir)
+    if model.config.backend == HF_BACKEND:
+        return export_transformers(model, tokenizer, out, adapter_only)
+    if adapter_only:
+        raise UserError("--adapter-only exports a LoRA adapter; this run trained every weight")
+    return export_hf(model, tokenizer, out)

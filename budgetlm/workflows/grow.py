@@ -14,7 +14,7 @@ import torch
 from budgetlm.config import RunConfig
 from budgetlm.data.store.tokenizer import TOKENIZER_FILE
 from budgetlm.errors import UserError
-from budgetlm.model.config import ModelConfig
+from budgetlm.model.config import NATIVE_BACKEND, ModelConfig
 from budgetlm.model.decoder import Decoder
 from budgetlm.model.growth import growth_factor, stack_layers
 from budgetlm.run.directory import load_run_config
@@ -65,6 +65,11 @@ def open_growth_source(run: str | Path, target: ModelConfig) -> GrowthSource:
     a multiple (2x or more) of its depth. Fails before any data or model work."""
     path = Path(run)
     config = load_run_config(path, "--grow-from")
+    if config.model.backend != NATIVE_BACKEND:
+        raise UserError(
+            f"--grow-from {run}: growth stacks budgetlm's native decoder blocks; {run} trained a "
+            f"{config.model.size} model with transformers"
+        )
     checkpoint, _ = final_checkpoint(path)
     small = config.model.resolved()
     resolved = target.resolved(vocab_size=small.vocab_size)

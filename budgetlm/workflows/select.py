@@ -46,6 +46,7 @@ from budgetlm.io import Log
 from budgetlm.job.decide import trainer_autocast
 from budgetlm.job.run import run_training
 from budgetlm.machine.device import resolve_device
+from budgetlm.model.build import build_model
 from budgetlm.model.decoder import Decoder
 from budgetlm.run.directory import require_run_dir
 from budgetlm.run.files import CONFIG_FILE
@@ -385,7 +386,7 @@ def _load_run(run: Path, device: torch.device) -> tuple[Decoder, Any]:
     found = latest_checkpoint(run, log=_quiet)
     if found is None:
         raise UserError(f"run '{run}' has no checkpoint yet; train it first")
-    model = Decoder(config.model.resolved())
+    model = build_model(config.model.resolved())
     load_weights(found[0], model)
     return model.to(device).eval(), config
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from budgetlm.data.store.tokenizer import TOKENIZER_FILE, Tokenizer
 from budgetlm.errors import UserError
+from budgetlm.model.build import build_model
 from budgetlm.model.decoder import Decoder
 from budgetlm.run.directory import load_run_config
 from budgetlm.train.checkpoint import latest_checkpoint, load_weights
@@ -19,7 +20,7 @@ def load_model(run_dir: str | Path, device: str = "cpu") -> Decoder:
     found = latest_checkpoint(run_dir)
     if found is None:
         raise UserError(f"run {run_dir} has no checkpoint yet; train it first")
-    model = Decoder(config.model.resolved())
+    model = build_model(config.model.resolved())
     load_weights(found[0], model)
     return model.to(device).eval()
 

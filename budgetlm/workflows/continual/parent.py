@@ -13,12 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from budgetlm.config import RunConfig, load_config
 from budgetlm.data.store.tokenizer import TOKENIZER_FILE
 from budgetlm.errors import UserError
-from budgetlm.model.config import ModelConfig
-from budgetlm.model.decoder import Decoder
+from budgetlm.model.config import HF_BACKEND, NATIVE_BACKEND, ModelConfig
+from budgetlm.model.hf_backend import hf_backend_config, load_pretrained, read_architecture
 from budgetlm.model.hf_import import (
     hf_model_config,
     is_hf_model_dir,
@@ -78,8 +79,10 @@ class Parent:
             return "hf"
         return _tagged_checkpoint(self.path, recipe).name
 
-    def weight_loader(self, recipe: Recipe) -> Callable[[Decoder], None]:
-        """A function that loads the recipe's starting weights into a Decoder."""
+    def weight_loader(self, recipe: Recipe) -> Callable[[nn.Module], None]:
+        """A function that loads the recipe's starting weights into the built model."""
+        if not self.is_run and self.model.backend == HF_BACKEND:
+            return lambda model: load_pretrained(model, self.path)
         if not self.is_run:
             return lambda model: load_hf_weights(self.path, model)
         checkpoint = _tagged_checkpoint(self.path, recipe)
@@ -92,10 +95,16 @@ class Parent:
             load_optimizer(_tagged_checkpoint(self.path, recipe), optimizer)
 
 
-def open_parent(source: str, seq_len: int | None = None) -> Parent:
+def open_parent(
+    source: str,
+    seq_len: int | None = None,
+    backend: str = HF_BACKEND,
+    trust_remote_code: bool = False,
+) -> Parent:
     """The run directory or Hugging Face model named by --from (downloading a hub id only
     when `source` is one and no such folder exists). `seq_len` sets the training context of a
-    Hugging Face model (a budgetlm run keeps its own)."""
+    Hugging Face model (a budgetlm run keeps its own); `backend` says whether it trains as
+    transformers' model ('hf') or imported into the native decoder ('native')."""
     path = resolve_hf_source(source)
     if not path.is_dir():
         raise UserError(f"--from {source}: no such directory; pass a run or a model folder")
@@ -116,7 +125,16 @@ def open_parent(source: str, seq_len: int | None = None) -> Parent:
             "model folder (no config.json); pass a run made by `budgetlm pretrain` or a folder "
             "written by save_pretrained"
         )
-    model = hf_model_config(read_hf_config(path), seq_len)
+    if backend == NATIVE_BACKEND:
+        model = hf_model_config(read_hf_config(path), seq_len)
+    elif backend == HF_BACKEND:
+        model = hf_backend_config(
+            read_architecture(path, trust_remote_code), str(path), seq_len, trust_remote_code
+        )
+    else:
+        raise UserError(
+            f"continual.backend must be '{HF_BACKEND}' or '{NATIVE_BACKEND}', got {backend!r}"
+        )
     if not (path / TOKENIZER_FILE).is_file():
         raise UserError(
             f"--from {source}: the Hugging Face model has no {TOKENIZER_FILE} (a fast "

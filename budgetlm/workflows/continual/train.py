@@ -5,6 +5,7 @@ and hand one training job to job/run.py, which measures the stability gap and fo
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -23,6 +24,8 @@ from budgetlm.io import Log
 from budgetlm.job.decide import trainer_autocast
 from budgetlm.job.run import RunResult, run_training
 from budgetlm.machine.device import resolve_device
+from budgetlm.model.build import build_model
+from budgetlm.model.config import ADAPTER_FIELDS
 from budgetlm.model.decoder import Decoder
 from budgetlm.run.directory import open_resume
 from budgetlm.workflows.continual.parent import HF_DEFAULT_LR, Parent, open_parent
@@ -62,7 +65,7 @@ def continue_pretraining(
             "continue needs --from RUN_DIR|HF_DIR: the budgetlm run or Hugging Face model to "
             "train further"
         )
-    parent = open_parent(cont.from_run, cont.seq_len)
+    parent = open_parent(cont.from_run, cont.seq_len, cont.backend, cont.trust_remote_code)
     recipe = get_recipe(cont.recipe)
     start = parent.start_point(recipe)  # fails early when the recipe cannot start from it
     t0 = time.perf_counter()
@@ -113,8 +116,10 @@ def continue_pretraining(
 
 
 def apply_recipe(config: RunConfig, parent: Parent, recipe: Recipe, log: Log) -> None:
-    """The continual run keeps the parent's model and peak LR and takes the recipe's schedule."""
-    config.model = parent.model
+    """The continual run keeps the parent's model (with the adapter this run asks for) and peak
+    LR, and takes the recipe's schedule."""
+    adapter = {key: getattr(config.model, key) for key in ADAPTER_FIELDS}
+    config.model = dataclasses.replace(parent.model, **adapter)
     if config.continual.lr is not None:
         config.train.lr = config.continual.lr
     elif parent.lr is not None:
@@ -145,7 +150,7 @@ def keep_best_documents(
 ) -> None:
     """Replace each new domain's training stream by its `fraction` of documents with the lowest
     loss under the model being continued (quality filtering with the model as reference)."""
-    model = Decoder(config.model.resolved())
+    model = build_model(config.model.resolved())
     load(model)
     device = resolve_device(config.train.device)
     model.to(device)

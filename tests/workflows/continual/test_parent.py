@@ -8,6 +8,7 @@ from safetensors.torch import load_file
 from budgetlm import api
 from budgetlm.config import load_config
 from budgetlm.errors import UserError
+from budgetlm.model.build import build_model
 from budgetlm.model.decoder import Decoder
 from budgetlm.train.optim import build_optimizer
 from budgetlm.workflows.continual.parent import open_parent
@@ -191,10 +192,11 @@ def test_hf_parent_starts_from_its_weights_and_has_no_pre_decay(hf):
     for name in PRE_DECAY:
         with pytest.raises(UserError, match=f"recipe '{name}'.*Hugging Face model does not"):
             parent.start_point(get_recipe(name))
-    model = Decoder(parent.model)
+    model = build_model(parent.model)
+    assert parent.model.backend == "hf"
     parent.weight_loader(get_recipe("replay"))(model)
-    assert torch.equal(model.tok_emb.weight, hf_model.model.embed_tokens.weight)
-    assert torch.equal(model.lm_head.weight, hf_model.lm_head.weight)
+    assert torch.equal(model.hf.model.embed_tokens.weight, hf_model.model.embed_tokens.weight)
+    assert torch.equal(model.hf.lm_head.weight, hf_model.lm_head.weight)
     optimizer = torch.optim.AdamW(model.parameters())
     parent.restore_optimizer(get_recipe("replay"), optimizer)
     assert optimizer.state_dict()["state"] == {}

@@ -253,7 +253,8 @@ def test_continue_from_hugging_face_starts_from_its_exact_weights(hf_setup):
     start = records(result.run_dir, "start")[0]
     assert start["parent_checkpoint"] == "hf" and start["replay_ratio"] == 0.0
     config = load_config(result.run_dir / "config.yaml")
-    assert (config.model.qkv_bias, config.model.seq_len, config.train.lr) == (True, 32, 3e-4)
+    assert (config.model.backend, config.model.seq_len, config.train.lr) == ("hf", 32, 3e-4)
+    assert config.model.hf_config["model_type"] == "qwen2"  # trained as transformers' Qwen2
 
     # the run's step-0 loss is the Hugging Face model's own loss on the same tokens
     val = PreparedDataset(start["data"]["code"]).shard("val", "code").tokens
@@ -269,7 +270,7 @@ def test_continue_from_hugging_face_starts_from_its_exact_weights(hf_setup):
     assert (tokenizer.bos_id, tokenizer.eos_id) == (1, 2)
     assert val[0] == 1 and list(val).count(1) == list(val).count(2)
     assert api.generate(result.run_dir, "def f", max_new_tokens=4) is not None
-    assert api.load_model(result.run_dir).tok_emb.weight.shape == (328, 32)
+    assert api.load_model(result.run_dir).hf.get_input_embeddings().weight.shape == (328, 32)
     summary = records(result.run_dir, "continual")[-1]
     assert set(summary["new"]) == {"code"} and summary["forgetting"] == {}
     assert "new domain code" in result.summary and "stability gap" in result.summary
