@@ -192,18 +192,25 @@ def apply_overrides(values: dict[str, Any], overrides: list[tuple[str, Any]]) ->
     return values
 
 
-RESUME_SETTINGS = ("train.parallel", "train.device", "train.compile", "train.micro_batch_size")
+RESUME_SETTINGS = (
+    "train.parallel",
+    "train.device",
+    "train.compile",
+    "train.micro_batch_size",
+    "train.activation_checkpointing",
+)
 """Keys a resumed run may change: they decide how the steps are computed, not what they compute
 (e.g. resume a sharded run with DDP, or on a machine with less memory)."""
 
 
 def decided_by_machine(key: str, saved: Any, wanted: Any) -> bool:
     """Whether a saved run config's `saved` value of `key` is what a run decides by measuring the
-    machine (job/settings.py) when asked for `wanted`: a precision or compilation left to auto,
-    or evaluation tokens shrunk to fit evaluation's share of a time budget."""
+    machine (job/decide.py) when asked for `wanted`: a precision, compilation or activation
+    checkpointing left to auto, or evaluation tokens shrunk to fit evaluation's share of a time
+    budget."""
     if key == "train.precision":
         return wanted == "auto"
-    if key == "train.compile":
+    if key in ("train.compile", "train.activation_checkpointing"):
         return wanted is None
     if key == "eval.tokens_per_domain":
         return isinstance(saved, int) and isinstance(wanted, int) and saved < wanted

@@ -25,6 +25,7 @@ from budgetlm.machine.compile import compile_cost, decide_compile
 from budgetlm.machine.fingerprint import describe_machine
 from budgetlm.machine.precision import PrecisionChoice, choose_precision
 from budgetlm.machine.throughput import Throughput, measure_throughput
+from budgetlm.model.config import HF_BACKEND
 from budgetlm.model.flops import count_parameters
 from budgetlm.train.distributed import Distributed, broadcast
 from budgetlm.train.memory import activation_bytes, available_bytes, fit_micro_batch, state_bytes
@@ -195,27 +196,64 @@ def use_sharding(config: RunConfig, distributed: bool) -> bool:
     return mode == "fsdp" and distributed
 
 
-def fit_micro_batch_size(config: RunConfig, device: torch.device, processes: int, log: Log) -> None:
-    """Lower train.micro_batch_size when the requested one would not fit in this device's free
-    memory (the global batch stays, by accumulation), and say so."""
+def fit_memory(
+    config: RunConfig, model: torch.nn.Module, device: torch.device, processes: int, log: Log
+) -> None:
+    """Fit the job in this device's free memory, from an estimate of what each choice needs
+    (weights, gradients and optimizer state of the trainable parameters, activations): the
+    largest micro-batch that fits (the global batch stays, by accumulation); activation
+    checkpointing when train.activation_checkpointing is auto and nothing fits without it.
+    Says which and why; a UserError naming the smallest setting that would fit when nothing
+    does."""
     train = config.train
     per_rank = train.batch_size // processes
     requested = min(train.micro_batch_size, per_rank)
-    fixed = state_bytes(count_parameters(config.model)["total"])
-    per_sequence = activation_bytes(config.model, 1)
+    total = count_parameters(config.model)["total"]
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    fixed = state_bytes(total, min(trainable, total))
     available = available_bytes(device)
+    recompute = bool(train.activation_checkpointing)
+    if train.activation_checkpointing is None:
+        one = fixed + activation_bytes(config.model, 1)
+        recompute = available is not None and one > available
+        if recompute:
+            log(
+                f"activation checkpointing on: one sequence per micro-batch needs "
+                f"~{_gib(one)} GiB without it, ~"
+                f"{_gib(fixed + activation_bytes(config.model, 1, True))} GiB with it, of the "
+                f"{_gib(available)} GiB free"
+            )
+        train.activation_checkpointing = recompute
+    per_sequence = activation_bytes(config.model, 1, recompute)
     fitted = fit_micro_batch(requested, per_rank, per_sequence, fixed, available)
     if fitted != train.micro_batch_size and available is not None:
         log(
             f"train.micro_batch_size {train.micro_batch_size} would need "
-            f"~{(fixed + requested * per_sequence) / 2**30:.1f} GiB of the "
-            f"{available / 2**30:.1f} GiB free: using {fitted} and accumulating "
+            f"~{_gib(fixed + requested * per_sequence)} GiB of the "
+            f"{_gib(available)} GiB free: using {fitted} and accumulating "
             f"{per_rank // fitted} micro-batches per step (the batch stays {train.batch_size})"
         )
         train.micro_batch_size = fitted
     if available is not None and fixed + fitted * per_sequence > available:
-        log(
-            f"warning: even one sequence per micro-batch needs ~"
-            f"{(fixed + per_sequence) / 2**30:.1f} GiB, more than the {available / 2**30:.1f} GiB "
-            "free; use a smaller --model or model.seq_len"
+        raise UserError(
+            f"training needs ~{_gib(fixed + per_sequence)} GiB (weights, gradients and optimizer "
+            f"state ~{_gib(fixed)} GiB, one sequence's activations ~{_gib(per_sequence)} GiB) "
+            f"but {_gib(available)} GiB are free; {_smaller(config, total, recompute)}"
         )
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:.1f}"
+
+
+def _smaller(config: RunConfig, total: int, recompute: bool) -> str:
+    """The smallest change that would cut the estimate most: LoRA for a transformers model
+    trained in full, then activation checkpointing, then a shorter context or smaller model."""
+    if config.model.backend == HF_BACKEND and config.model.adapter == "none":
+        return (
+            f"fix: --adapter lora (frozen weights cost ~{_gib(state_bytes(total, 0))} GiB "
+            "instead), or a smaller model"
+        )
+    if not recompute:
+        return "fix: --train.activation_checkpointing true, or a shorter model.seq_len"
+    return "fix: a shorter model.seq_len (continual.seq_len), or a smaller model"

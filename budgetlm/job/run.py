@@ -26,7 +26,7 @@ from budgetlm.job.build import build_controller, build_lr_schedule, build_sample
 from budgetlm.job.curriculum import build_curriculum
 from budgetlm.job.decide import (
     decide_job_settings,
-    fit_micro_batch_size,
+    fit_memory,
     resolve_vocab,
     trainer_autocast,
     use_sharding,
@@ -46,6 +46,7 @@ from budgetlm.train.host_memory import reuse_freed_memory
 from budgetlm.train.loop import Trainer
 from budgetlm.train.optim import build_optimizer
 from budgetlm.train.progress import Progress
+from budgetlm.train.recompute import checkpoint_blocks
 
 Init = Callable[[Decoder, torch.optim.Optimizer], None]
 
@@ -97,10 +98,12 @@ def run_training(
         run_dir = broadcast(new_run_dir(config), dist)  # one run directory for all ranks
     torch.manual_seed(config.train.seed)
     model = build_model(config.model).to(device)
-    fit_micro_batch_size(config, device, dist.world_size, log)
+    fit_memory(config, model, device, dist.world_size, log)
     optimizer = build_optimizer(model, config.train)
     if init is not None and not resume:
         init(model, optimizer)
+    if config.train.activation_checkpointing:
+        checkpoint_blocks(model)
     sharded = use_sharding(config, dist.enabled)
     log(threads_line)
     spent = 0.0 if resume else time.perf_counter() - command_start

@@ -48,6 +48,11 @@ class TrainConfig:
     it; on a CPU the faster of the two for this model, measured (machine/precision.py)."""
     device: str = "auto"
     """'auto' (cuda if available, else cpu), 'cpu' or 'cuda'."""
+    activation_checkpointing: bool | None = None
+    """Recompute each block's activations in backward instead of keeping them (train/
+    recompute.py). None (auto): on only when even one sequence per micro-batch would not fit
+    in the device's free memory without it (accumulating smaller micro-batches costs less
+    than recomputing); the choice is logged and saved in the run's config."""
     compile: bool | None = None
     """Wrap the model in torch.compile. None (auto): on for a time budget where the speed-up
     pays for the compilation, judged from the compile time and speed-up measured by earlier runs

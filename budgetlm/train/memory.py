@@ -21,17 +21,25 @@ SAFETY = 1.5
 """Headroom over the estimate (allocator fragmentation, temporaries)."""
 
 
-def activation_bytes(config: ModelConfig, sequences: int) -> int:
-    """Estimated bytes of activations that a forward+backward over `sequences` keeps."""
+def activation_bytes(config: ModelConfig, sequences: int, recompute: bool = False) -> int:
+    """Estimated bytes of activations that a forward+backward over `sequences` keeps; with
+    `recompute` (activation checkpointing) each block keeps only its 16-bit input, and one
+    block's activations at a time are rebuilt in backward (Korthikanti et al., section 4.2)."""
     s, h, a = config.seq_len, config.d_model, config.n_heads
     per_layer_token = 34 * h + (5 * a * s if not _fused_attention() else 0)
-    per_token = config.n_layers * per_layer_token + 4 * 3 * config.vocab_size  # fp32 logits,
-    return int(SAFETY * sequences * s * per_token)  # their softmax and its gradient
+    if recompute:
+        layers = config.n_layers * 2 * h + per_layer_token
+    else:
+        layers = config.n_layers * per_layer_token
+    per_token = layers + 4 * 3 * config.vocab_size  # fp32 logits, their softmax and its gradient
+    return int(SAFETY * sequences * s * per_token)
 
 
-def state_bytes(parameters: int) -> int:
-    """fp32 weights, gradients and AdamW's two moments: 16 bytes per parameter."""
-    return 16 * parameters
+def state_bytes(parameters: int, trainable: int | None = None) -> int:
+    """fp32 weights (4 bytes per parameter) and, for each trainable one, its gradient and
+    AdamW's two moments (12 more): 16 bytes per parameter in full training, ~4 with LoRA."""
+    trainable = parameters if trainable is None else trainable
+    return 4 * parameters + 12 * trainable
 
 
 def available_bytes(device: torch.device) -> int | None:

@@ -81,3 +81,29 @@ def test_unknown_parallel_mode_is_a_user_error():
     cfg.train.parallel = "zero3"
     with pytest.raises(UserError, match="train.parallel must be one of ddp, fsdp, got 'zero3'"):
         use_sharding(cfg, distributed=False)
+
+
+def test_a_full_transformers_job_too_big_for_memory_points_to_lora(tmp_path, monkeypatch):
+    pytest.importorskip("transformers")
+    import torch
+
+    from budgetlm.config import RunConfig
+    from budgetlm.job import decide
+    from budgetlm.model.build import build_model
+    from budgetlm.model.hf_backend import hf_backend_config, read_architecture
+    from tests.conftest import write_hf_model
+
+    write_hf_model(tmp_path / "hf", "qwen3", head_dim=8)
+    config = RunConfig()
+    config.model = hf_backend_config(read_architecture(tmp_path / "hf"), str(tmp_path / "hf"))
+    model = build_model(config.model)
+    monkeypatch.setattr(decide, "available_bytes", lambda device: 1000)
+    with pytest.raises(UserError, match=r"free; fix: --adapter lora \(frozen weights cost"):
+        decide.fit_memory(config, model, torch.device("cpu"), 1, lambda _: None)
+    config.model.adapter = "lora"
+    lora = build_model(config.model)
+    trainable = sum(p.numel() for p in lora.parameters() if p.requires_grad)
+    assert 0 < trainable < sum(p.numel() for p in model.parameters()) / 2
+    with pytest.raises(UserError, match="fix: --train.activation_checkpointing true"):
+        config.train.activation_checkpointing = False
+        decide.fit_memory(config, lora, torch.device("cpu"), 1, lambda _: None)

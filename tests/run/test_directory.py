@@ -139,7 +139,9 @@ def test_every_resume_setting_is_accepted(tmp_path):
         "train.device": "cpu",
         "train.compile": False,
         "train.micro_batch_size": 3,
+        "train.activation_checkpointing": True,
     }
     assert set(values) == set(RESUME_SETTINGS)
     _, saved = open_resume(config(tmp_path, "run"), lambda _: None, list(values.items()))
     assert saved.train.parallel == "fsdp" and saved.train.micro_batch_size == 3
+    assert saved.train.activation_checkpointing is True

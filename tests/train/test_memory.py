@@ -1,5 +1,6 @@
 """Micro-batch sizing: the estimate grows as it should, and the fit keeps the global batch."""
 
+import pytest
 import torch
 
 from budgetlm.model.config import ModelConfig
@@ -46,3 +47,38 @@ def test_a_run_that_does_not_fit_accumulates_smaller_micro_batches(tiny_config, 
     assert any("using 2 and accumulating 4 micro-batches" in line for line in logs)
     saved = load_config(result.run_dir / "config.yaml")
     assert (saved.train.micro_batch_size, saved.train.batch_size) == (2, 8)
+
+
+def test_recomputed_activations_and_frozen_weights_cost_less():
+    config = ModelConfig(size="custom", d_model=64, n_layers=8, n_heads=4, seq_len=64).resolved(300)
+    assert activation_bytes(config, 1, recompute=True) < activation_bytes(config, 1) / 2
+    assert memory.state_bytes(1000) == 16_000
+    assert memory.state_bytes(1000, trainable=10) == 4_000 + 120
+
+
+def test_checkpointing_turns_on_only_when_nothing_fits_without_it(tiny_config, monkeypatch):
+    from budgetlm import api
+    from budgetlm.config import load_config
+    from budgetlm.data.store.dataset import PreparedDataset
+    from budgetlm.model.flops import count_parameters
+
+    config = tiny_config(**{"train.micro_batch_size": 8})
+    model = config.model.resolved(PreparedDataset(config.data.prepared).tokenizer.vocab_size)
+    fixed = memory.state_bytes(count_parameters(model)["total"])
+    free = fixed + activation_bytes(model, 1, recompute=True)  # one recomputed sequence fits
+    assert free < fixed + activation_bytes(model, 1)  # and no plain one
+    monkeypatch.setattr("budgetlm.job.decide.available_bytes", lambda device: free)
+    logs = []
+    result = api.pretrain(config, log=logs.append)
+    assert any(line.startswith("activation checkpointing on") for line in logs)
+    saved = load_config(result.run_dir / "config.yaml")
+    assert saved.train.activation_checkpointing is True and saved.train.micro_batch_size == 1
+
+
+def test_a_job_that_fits_nowhere_names_the_smallest_fix(tiny_config, monkeypatch):
+    from budgetlm import api
+    from budgetlm.errors import UserError
+
+    monkeypatch.setattr("budgetlm.job.decide.available_bytes", lambda device: 1000)
+    with pytest.raises(UserError, match=r"training needs ~.* GiB .* free; fix: a shorter"):
+        api.pretrain(tiny_config(), log=lambda _: None)
