@@ -86,11 +86,11 @@ def child(case: dict, folder: str) -> None:
     total = count_parameters(config)["total"]
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     estimate = state_bytes(total, trainable) + case["micro"] * activation_bytes(
-        config, 1, case["recompute"]
+        config, 1, case["recompute"], value_bytes=4
     )
     unsafe = (
         state_bytes(total, trainable)
-        + case["micro"] * activation_bytes(config, 1, case["recompute"]) / SAFETY
+        + case["micro"] * activation_bytes(config, 1, case["recompute"], value_bytes=4) / SAFETY
     )
     print(json.dumps({"estimate": estimate, "unsafe": unsafe, "measured": peak - before,
                       "parameters": total, "trainable": trainable}))  # fmt: skip

@@ -28,7 +28,13 @@ from budgetlm.machine.throughput import Throughput, measure_throughput
 from budgetlm.model.config import HF_BACKEND
 from budgetlm.model.flops import count_parameters
 from budgetlm.train.distributed import Distributed, broadcast
-from budgetlm.train.memory import activation_bytes, available_bytes, fit_micro_batch, state_bytes
+from budgetlm.train.memory import (
+    activation_bytes,
+    activation_value_bytes,
+    available_bytes,
+    fit_micro_batch,
+    state_bytes,
+)
 from budgetlm.train.precision import autocast
 from budgetlm.train.sharding import PARALLEL_MODES
 
@@ -212,19 +218,20 @@ def fit_memory(
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     fixed = state_bytes(total, min(trainable, total))
     available = available_bytes(device)
+    value_bytes = activation_value_bytes(train.precision)
     recompute = bool(train.activation_checkpointing)
     if train.activation_checkpointing is None:
-        one = fixed + activation_bytes(config.model, 1)
+        one = fixed + activation_bytes(config.model, 1, value_bytes=value_bytes)
+        recomputed = fixed + activation_bytes(config.model, 1, True, value_bytes)
         recompute = available is not None and one > available
         if recompute:
             log(
                 f"activation checkpointing on: one sequence per micro-batch needs "
-                f"~{_gib(one)} GiB without it, ~"
-                f"{_gib(fixed + activation_bytes(config.model, 1, True))} GiB with it, of the "
+                f"~{_gib(one)} GiB without it, ~{_gib(recomputed)} GiB with it, of the "
                 f"{_gib(available)} GiB free"
             )
         train.activation_checkpointing = recompute
-    per_sequence = activation_bytes(config.model, 1, recompute)
+    per_sequence = activation_bytes(config.model, 1, recompute, value_bytes)
     fitted = fit_micro_batch(requested, per_rank, per_sequence, fixed, available)
     if fitted != train.micro_batch_size and available is not None:
         log(
@@ -243,7 +250,8 @@ def fit_memory(
 
 
 def _gib(n: float) -> str:
-    return f"{n / 2**30:.1f}"
+    """Bytes in GiB, to 0.01 GiB (about 10 MiB)."""
+    return f"{n / 2**30:.2f}"
 
 
 def _smaller(config: RunConfig, total: int, recompute: bool) -> str:

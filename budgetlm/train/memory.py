@@ -21,14 +21,18 @@ SAFETY = 1.5
 """Headroom over the estimate (allocator fragmentation, temporaries)."""
 
 
-def activation_bytes(config: ModelConfig, sequences: int, recompute: bool = False) -> int:
+def activation_bytes(
+    config: ModelConfig, sequences: int, recompute: bool = False, value_bytes: int = 2
+) -> int:
     """Estimated bytes of activations that a forward+backward over `sequences` keeps; with
     `recompute` (activation checkpointing) each block keeps only its 16-bit input, and one
-    block's activations at a time are rebuilt in backward (Korthikanti et al., section 4.2)."""
+    block's activations at a time are rebuilt in backward (Korthikanti et al., section 4.2).
+    Their counts assume 16-bit activations; `value_bytes` 4 scales them for fp32 training."""
     s, h, a = config.seq_len, config.d_model, config.n_heads
-    per_layer_token = 34 * h + (5 * a * s if not _fused_attention() else 0)
+    scale = value_bytes / 2
+    per_layer_token = scale * (34 * h + (5 * a * s if not _fused_attention() else 0))
     if recompute:
-        layers = config.n_layers * 2 * h + per_layer_token
+        layers = config.n_layers * scale * 2 * h + per_layer_token
     else:
         layers = config.n_layers * per_layer_token
     per_token = layers + 4 * 3 * config.vocab_size  # fp32 logits, their softmax and its gradient
@@ -73,6 +77,12 @@ def fit_micro_batch(
     while size > 1 and (per_rank_batch % size or fixed + size * per_sequence > available):
         size -= 1
     return size
+
+
+def activation_value_bytes(precision: str) -> int:
+    """Bytes per activation value for train.precision: 2 under bf16 autocast, 4 in fp32 (and
+    for 'auto', not decided yet when memory is fitted: the larger, to be safe)."""
+    return 2 if precision == "bf16" else 4
 
 
 def _fused_attention() -> bool:

@@ -65,8 +65,9 @@ def test_checkpointing_turns_on_only_when_nothing_fits_without_it(tiny_config, m
     config = tiny_config(**{"train.micro_batch_size": 8})
     model = config.model.resolved(PreparedDataset(config.data.prepared).tokenizer.vocab_size)
     fixed = memory.state_bytes(count_parameters(model)["total"])
-    free = fixed + activation_bytes(model, 1, recompute=True)  # one recomputed sequence fits
-    assert free < fixed + activation_bytes(model, 1)  # and no plain one
+    value = memory.activation_value_bytes(config.train.precision)
+    free = fixed + activation_bytes(model, 1, True, value)  # one recomputed sequence fits
+    assert free < fixed + activation_bytes(model, 1, value_bytes=value)  # and no plain one
     monkeypatch.setattr("budgetlm.job.decide.available_bytes", lambda device: free)
     logs = []
     result = api.pretrain(config, log=logs.append)
