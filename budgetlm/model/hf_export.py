@@ -71,7 +71,9 @@ def hf_state_dict(model: Decoder) -> dict[str, torch.Tensor]:
     return state
 
 
-def export_hf(model: Decoder, tokenizer: Tokenizer, out: str | Path) -> Path:
+def export_hf(
+    model: Decoder, tokenizer: Tokenizer, out: str | Path, card: str | None = None
+) -> Path:
     """Write config.json, model.safetensors and the tokenizer files into `out`, atomically (a
     temporary folder renamed into place); UserError if `out` exists and is not empty."""
     from safetensors.torch import save_file
@@ -83,12 +85,18 @@ def export_hf(model: Decoder, tokenizer: Tokenizer, out: str | Path) -> Path:
         _write_tokenizer(folder, tokenizer, model.config)
         generation = {"bos_token_id": tokenizer.bos_id, "eos_token_id": tokenizer.eos_id}
         (folder / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n")
+        if card is not None:
+            (folder / "README.md").write_text(card, encoding="utf-8")
 
     return write_folder(out, write)
 
 
 def export_transformers(
-    model: nn.Module, tokenizer: Tokenizer, out: str | Path, adapter_only: bool = False
+    model: nn.Module,
+    tokenizer: Tokenizer,
+    out: str | Path,
+    adapter_only: bool = False,
+    card: str | None = None,
 ) -> Path:
     """Write a transformers-backend model (HFCausalLM) with `save_pretrained`: the same
     model_type and config it was trained as, its generation config, safetensors weights, and
@@ -123,6 +131,8 @@ def export_transformers(
             (folder / "tokenizer_config.json").write_text(
                 json.dumps(settings, indent=2) + "\n", encoding="utf-8"
             )
+        if card is not None:  # after save_pretrained, which may write a generic one
+            (folder / "README.md").write_text(card, encoding="utf-8")
 
     return write_folder(out, write)
 

@@ -189,3 +189,17 @@ def test_lora_is_refused_for_the_native_decoder():
 
     with pytest.raises(UserError, match="applies to transformers models"):
         ModelConfig(adapter="lora").resolved(100)
+
+
+def test_export_writes_a_model_card(arch, tmp_path):
+    import yaml
+
+    _, _, name, _, result = arch
+    out = api.export(result.run_dir, tmp_path / "card")
+    text = (out / "README.md").read_text()
+    meta = yaml.safe_load(text.split("---")[1])
+    assert meta["base_model"].endswith(name) and meta["library_name"] == "transformers"
+    assert "continual-pretraining" in meta["tags"]
+    final = records(result.run_dir, "end")[-1]["val_loss"]["code"]
+    assert f"| code | {final:.4f} |" in text
+    assert "| recipe | default |" in text and "8steps" in text
