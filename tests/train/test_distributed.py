@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -131,3 +132,40 @@ def test_sharding_refuses_muon(tiny_config):
         use_sharding(config, distributed=True)
     with pytest.raises(UserError, match="train.parallel must be one of ddp, fsdp"):
         use_sharding(tiny_config(**{"train.parallel": "zero"}), distributed=True)
+
+
+@pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
+def test_a_transformers_model_trains_sharded_like_one_process(tmp_path, parallel):
+    """`continue --from HF_DIR` on two processes (FSDP2 shards each decoder layer of the
+    transformers model): the same losses and final weights as one process."""
+    pytest.importorskip("transformers")
+    from tests.conftest import write_corpus, write_hf_model
+
+    _, code = write_corpus(tmp_path)
+    write_hf_model(tmp_path / "qwen3", "qwen3", texts=[Path(__file__).read_text()] * 2, head_dim=8)
+
+    def command(processes, out):
+        launcher = [sys.executable, "-m", "budgetlm"]
+        if processes > 1:
+            launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                        f"--nproc_per_node={processes}", "-m", "budgetlm"]  # fmt: skip
+        return launcher + [
+            "continue", "--from", str(tmp_path / "qwen3"), "--data", code, "--out", str(out),
+            "--budget", "8steps", "--continual.seq_len", "32", "--train.batch_size", "8",
+            "--train.micro_batch_size", "2", "--train.precision", "fp32", "--checkpoint.every",
+            "0", "--eval.count", "2", "--eval.tokens_per_domain", "256",
+            "--samples.max_new_tokens", "4", "--data.cache_dir", str(tmp_path / "cache"),
+            "--data.val_fraction", "0.2", "--train.parallel", parallel,
+        ]  # fmt: skip
+
+    run(command(1, tmp_path / "one"))
+    run(command(2, tmp_path / "two"))
+    curves = [train_losses(tmp_path / name) for name in ("one", "two")]
+    np.testing.assert_allclose([x for _, x in curves[1]], [x for _, x in curves[0]], rtol=1e-5)
+    finals = [
+        load_file(list_checkpoints(tmp_path / name)[-1] / "model.safetensors")
+        for name in ("one", "two")
+    ]
+    assert finals[0].keys() == finals[1].keys()
+    for key in finals[0]:
+        torch.testing.assert_close(finals[1][key], finals[0][key], rtol=1e-4, atol=2e-5)
