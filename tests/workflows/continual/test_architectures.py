@@ -203,3 +203,16 @@ def test_export_writes_a_model_card(arch, tmp_path):
     final = records(result.run_dir, "end")[-1]["val_loss"]["code"]
     assert f"| code | {final:.4f} |" in text
     assert "| recipe | default |" in text and "8steps" in text
+
+
+def test_muon_eval_and_report_work_on_a_transformers_run(corpus):
+    from tests.conftest import write_hf_model
+
+    root, code = corpus
+    write_hf_model(root / "muon-qwen3", "qwen3", texts=[Path(__file__).read_text()] * 2, head_dim=8)
+    result = continued(root, code, "muon-qwen3", "muon", **{"train.optimizer": "muon"})
+    evals = records(result.run_dir, "eval")
+    assert evals[-1]["val_loss"]["code"] < evals[0]["val_loss"]["code"]
+    again = api.evaluate(result.run_dir, tokens_per_domain=256, log=lambda _: None)
+    assert again["val_loss"]["code"] == pytest.approx(result.val_loss["code"], abs=1e-4)
+    assert api.report([result.run_dir]).html.is_file()
