@@ -71,7 +71,7 @@ def parse_dotted_overrides(extra: list[str], allow: bool) -> Overrides:
         if "=" in arg:
             overrides.append(parse_override(arg[2:]))
             i += 1
-        elif i + 1 < len(extra):
+        elif i + 1 < len(extra) and not extra[i + 1].startswith("--"):
             overrides.append(parse_override(f"{arg[2:]}={extra[i + 1]}"))
             i += 2
         else:

@@ -135,3 +135,8 @@ def test_help_lists_every_command_with_its_purpose():
     assert len(COMMANDS) == len({c.name for c in COMMANDS})
     for command in COMMANDS:
         assert f"{command.name} {command.purpose}" in text, command.name
+
+
+def test_a_flag_is_never_taken_as_the_value_of_the_override_before_it():
+    with pytest.raises(UserError, match=r"override --train.lr needs a value"):
+        parse_dotted_overrides(["--train.lr", "--model.size", "nano"], allow=True)
