@@ -25,8 +25,13 @@ from budgetlm.model.decoder import Decoder
 from budgetlm.run.directory import load_run_config, require_run_dir
 from budgetlm.run.files import CONFIG_FILE, METRICS_FILE
 from budgetlm.run.records import MetricsLog, final_val_loss, start_record
-from budgetlm.train.averaging import average_checkpoints, final_checkpoint, last_checkpoints
-from budgetlm.train.checkpoint import save_checkpoint
+from budgetlm.train.averaging import (
+    RunningMean,
+    average_checkpoints,
+    final_checkpoint,
+    last_checkpoints,
+)
+from budgetlm.train.checkpoint import load_weights, save_checkpoint
 from budgetlm.train.precision import autocast
 from budgetlm.workflows.data import gone_dirs, open_by_domain, trained_on
 
@@ -70,8 +75,7 @@ def average_last(run: str | Path, out: str | Path, last: int | None, log: Log = 
             "usually makes it worse (BENCHMARKS.md); averaging helps runs with a constant LR "
             "(train.schedule constant)"
         )
-    model = build_model(config.model.resolved())
-    average_checkpoints([path for path, _ in chosen], model)
+    model, config = _averaged([path for path, _ in chosen], config, log)
     record = {"method": "last", "count": len(sources), "sources": sources}
     evaluation = _evaluate(model, config, run_dir, log)
     _write_run(out, config, run_dir, model, chosen[-1][1], record, evaluation)
@@ -102,15 +106,37 @@ def soup(runs: list[str | Path], out: str | Path, log: Log = print) -> dict:
             "--from the same run): a soup of independently trained models is usually worse than "
             "each of them (Wortsman et al. 2022); compare them with `budgetlm eval`"
         )
-    model = build_model(configs[0].model.resolved())
-    average_checkpoints([path for path, _ in finals], model)
+    model, config = _averaged([path for path, _ in finals], configs[0], log)
     record = {"method": "soup", "count": len(sources), "sources": sources}
-    evaluation = _evaluate(model, configs[0], dirs[0], log)
+    evaluation = _evaluate(model, config, dirs[0], log)
     newest = max((state for _, state in finals), key=lambda state: state["step"])
-    _write_run(out, configs[0], dirs[0], model, newest, record, evaluation)
+    _write_run(out, config, dirs[0], model, newest, record, evaluation)
     log(f"the soup of {len(sources)} runs written to {out}")
     _compare(evaluation, {str(d): d for d in dirs}, log)
     return record
+
+
+def _averaged(paths: list[Path], config: RunConfig, log: Log) -> tuple[torch.nn.Module, RunConfig]:
+    """The uniform average of the checkpoints' models, and the config of the run it makes.
+    LoRA runs are averaged as their merged weights (base + B·A each): averaging A and B apart
+    would not average the updates. The result is then a fully trained model (adapter none)."""
+    model_config = config.model.resolved()
+    if model_config.adapter != "lora":
+        model = build_model(model_config)
+        average_checkpoints(paths, model)
+        return model, config
+    from budgetlm.model.lora import merged
+
+    log("LoRA checkpoints: averaging their merged weights; the average is a full model")
+    plain = dataclasses.replace(model_config, adapter="none")
+    mean = RunningMean()
+    for path in paths:
+        adapted = build_model(model_config)
+        load_weights(path, adapted)
+        mean.add({f"hf.{k}": v for k, v in merged(adapted.hf).state_dict().items()})
+    model = build_model(plain)
+    model.load_state_dict(mean.result())
+    return model, dataclasses.replace(config, model=plain)
 
 
 def _source(run_dir: Path, path: Path, state: dict) -> dict[str, Any]:

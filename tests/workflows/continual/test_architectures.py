@@ -216,3 +216,32 @@ def test_muon_eval_and_report_work_on_a_transformers_run(corpus):
     again = api.evaluate(result.run_dir, tokens_per_domain=256, log=lambda _: None)
     assert again["val_loss"]["code"] == pytest.approx(result.val_loss["code"], abs=1e-4)
     assert api.report([result.run_dir]).html.is_file()
+
+
+def test_averaging_lora_checkpoints_averages_their_merged_weights(corpus, tmp_path):
+    import torch
+
+    pytest.importorskip("peft")
+    from budgetlm.model.build import build_model
+    from budgetlm.model.lora import merged
+    from budgetlm.train.checkpoint import list_checkpoints, load_weights
+    from tests.conftest import write_hf_model
+
+    root, code = corpus
+    write_hf_model(root / "avg-qwen3", "qwen3", texts=[Path(__file__).read_text()] * 2, head_dim=8)
+    extra = {"model.adapter": "lora", "checkpoint.every": 0.5, "checkpoint.keep_last": 5}
+    result = continued(root, code, "avg-qwen3", "lora-avg", **extra)
+    config = load_config(Path(result.run_dir) / "config.yaml")
+    paths = list_checkpoints(result.run_dir)[-2:]
+    weights = []
+    for path in paths:
+        model = build_model(config.model)
+        load_weights(path, model)
+        weights.append(merged(model.hf).state_dict())
+    api.average(tmp_path / "avg", run=result.run_dir, last=2, log=lambda _: None)
+    averaged = load_config(tmp_path / "avg" / "config.yaml")
+    assert averaged.model.adapter == "none"
+    state = api.load_model(tmp_path / "avg").hf.state_dict()
+    key = "model.layers.0.self_attn.q_proj.weight"
+    assert not torch.equal(weights[0][key], weights[1][key])
+    torch.testing.assert_close(state[key], (weights[0][key] + weights[1][key]) / 2)
