@@ -20,6 +20,9 @@ class TrainConfig:
     """Muon's peak LR as a multiple of `lr`. Muon's update is scaled to AdamW's typical update
     RMS (0.2, "Muon is Scalable for LLM Training", Liu et al., 2025), so AdamW's LR and weight
     decay carry over and 1.0 is that paper's setting."""
+    embedding_lr_scale: float = 1.0
+    """The token embedding's and output head's peak LR as a multiple of `lr`, under AdamW (e.g.
+    with LoRA and model.lora_train_embeddings, the embeddings learn at their own rate)."""
     min_lr_ratio: float = 0.0
     """Final learning rate as a share of the peak (0: decay to zero, fully annealed)."""
     schedule: str = "wsd"

@@ -359,8 +359,8 @@ class Trainer:
         self._take_snapshot()
 
     def _optimizer_step(self, lr: float) -> tuple[torch.Tensor, torch.Tensor]:
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        for group in self.optimizer.param_groups:  # AdamW groups may scale it (embeddings)
+            group["lr"] = lr * group.get("lr_multiplier", 1.0)
         s = self.state
         progress = s.step / max(1, s.total_steps)
         batch = self.batches.next_batch(self.cfg.batch_size, progress)

@@ -31,10 +31,7 @@ class ParameterSplit(NamedTuple):
 def split_parameters(model: nn.Module) -> ParameterSplit:
     """Sort parameters: embeddings (nn.Embedding) and the output head (a module named `lm_head`)
     are not hidden layers, whatever their shape; every other 2-D weight is."""
-    io = set()
-    for name, module in model.named_modules():
-        if isinstance(module, nn.Embedding) or name.rsplit(".", 1)[-1] == "lm_head":
-            io.update(id(p) for p in module.parameters())
+    io = _io_parameters(model)
     split = ParameterSplit([], [], [])
     for p in model.parameters():
         if not p.requires_grad:
@@ -85,12 +82,35 @@ def build_adamw(
     """AdamW (Loshchilov & Hutter, "Decoupled Weight Decay Regularization") with weight decay on
     matrices only (not on norm gains), fused where this torch supports it (CUDA; CPU from 2.4).
     `device` is unused (the parameters' device decides) and kept for existing callers."""
+    if not config.embedding_lr_scale >= 0:
+        raise UserError(f"train.embedding_lr_scale must be >= 0, got {config.embedding_lr_scale}")
     params = [p for p in model.parameters() if p.requires_grad]
+    io = _io_parameters(model) if config.embedding_lr_scale != 1.0 else set()
     groups = [
-        {"params": [p for p in params if p.dim() >= 2], "weight_decay": config.weight_decay},
+        {
+            "params": [p for p in params if p.dim() >= 2 and id(p) not in io],
+            "weight_decay": config.weight_decay,
+        },
         {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
     ]
+    if io:  # their own group only when their LR differs: the default keeps two groups
+        groups.append(
+            {
+                "params": [p for p in params if p.dim() >= 2 and id(p) in io],
+                "weight_decay": config.weight_decay,
+                "lr_multiplier": config.embedding_lr_scale,
+            }
+        )
     return _adamw(groups, config)
+
+
+def _io_parameters(model: nn.Module) -> set[int]:
+    """ids of the parameters of the token embedding(s) and the output head (`lm_head`)."""
+    io = set()
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Embedding) or name.rsplit(".", 1)[-1] == "lm_head":
+            io.update(id(p) for p in module.parameters())
+    return io
 
 
 def _adamw(groups: list[dict[str, Any]], config: TrainConfig) -> torch.optim.AdamW:

@@ -127,3 +127,35 @@ def test_bad_names_and_scales():
         build_optimizer(model, TrainConfig(optimizer="moun"))
     with pytest.raises(UserError, match="muon_lr_scale"):
         build_optimizer(model, TrainConfig(optimizer="muon", muon_lr_scale=0.0))
+
+
+def test_embedding_lr_scale_gives_the_embeddings_their_own_lr(tiny_config):
+    import torch
+
+    from budgetlm import api
+    from budgetlm.data.store.dataset import PreparedDataset
+    from budgetlm.model.decoder import Decoder
+
+    config = tiny_config(**{"train.embedding_lr_scale": 0.0, "train.precision": "fp32"})
+    result = api.pretrain(config, log=lambda _: None)
+    torch.manual_seed(config.train.seed)  # the run's initial weights
+    vocab = PreparedDataset(config.data.prepared).tokenizer.vocab_size
+    initial = Decoder(config.model.resolved(vocab)).state_dict()
+    trained = api.load_model(result.run_dir).state_dict()
+    assert torch.equal(trained["tok_emb.weight"], initial["tok_emb.weight"])  # LR 0: unmoved
+    assert not torch.equal(
+        trained["blocks.0.attn.q_proj.weight"], initial["blocks.0.attn.q_proj.weight"]
+    )
+
+
+def test_the_default_keeps_two_adamw_groups():
+    from budgetlm.model.config import ModelConfig
+    from budgetlm.model.decoder import Decoder
+    from budgetlm.train.config import TrainConfig
+    from budgetlm.train.optim import build_adamw
+
+    model = Decoder(ModelConfig(size="custom", d_model=32, n_layers=1, n_heads=2).resolved(64))
+    assert len(build_adamw(model, TrainConfig()).param_groups) == 2
+    scaled = build_adamw(model, TrainConfig(embedding_lr_scale=0.5)).param_groups
+    assert [g.get("lr_multiplier", 1.0) for g in scaled] == [1.0, 1.0, 0.5]
+    assert model.tok_emb.weight in scaled[2]["params"]
