@@ -6,7 +6,8 @@ set (ru_maxrss) minus the resident set before the model was built is the measure
 Prints, per case, the estimate without and with the 1.5x safety factor (train/memory.SAFETY),
 the measured cost, and measured / estimate (below 1: the estimate is conservative).
 
-    python benchmarks/memory_estimate.py            # ~2 minutes on 2 cores
+    python benchmarks/memory_estimate.py                 # ~2 minutes on 2 cores
+    python benchmarks/memory_estimate.py --device cuda   # on a GPU: peak allocated, bf16
 """
 
 from __future__ import annotations
@@ -48,8 +49,9 @@ def _rss() -> int:
         return int(f.read().split()[1]) * resource.getpagesize()
 
 
-def child(case: dict, folder: str) -> None:
-    """Build the case's model, train 3 steps, print the estimate and the measured peak."""
+def child(case: dict, folder: str, device_name: str) -> None:
+    """Build the case's model, train 3 steps, print the estimate and the measured peak (peak
+    RSS on CPU; torch.cuda.max_memory_allocated on CUDA, bf16 autocast there)."""
     import torch
 
     from budgetlm.model.build import build_model
@@ -71,26 +73,37 @@ def child(case: dict, folder: str) -> None:
     else:
         config = ModelConfig(size=case["size"], seq_len=SEQ_LEN).resolved(VOCAB)
     count_parameters(config)  # the meta-device count, before the baseline
-    batch = torch.randint(0, VOCAB, (case["micro"], SEQ_LEN + 1))
-    before = _rss()
-    model = build_model(config)
+    device = torch.device(device_name)
+    cuda = device.type == "cuda"
+    batch = torch.randint(0, VOCAB, (case["micro"], SEQ_LEN + 1), device=device)
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(device)
+    before = torch.cuda.memory_allocated(device) if cuda else _rss()
+    model = build_model(config).to(device)
     if case["recompute"]:
         checkpoint_blocks(model)
     optimizer = build_optimizer(model, TrainConfig())
     for _ in range(3):
-        loss = model(batch[:, :-1], batch[:, 1:])
+        with torch.autocast("cuda", torch.bfloat16, enabled=cuda):
+            loss = model(batch[:, :-1], batch[:, 1:])
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    if cuda:
+        peak = torch.cuda.max_memory_allocated(device)
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    value_bytes = 2 if cuda else 4  # bf16 activations on CUDA, fp32 on CPU
     total = count_parameters(config)["total"]
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     estimate = state_bytes(total, trainable) + case["micro"] * activation_bytes(
-        config, 1, case["recompute"], value_bytes=4
+        config, 1, case["recompute"], value_bytes=value_bytes
     )
     unsafe = (
         state_bytes(total, trainable)
-        + case["micro"] * activation_bytes(config, 1, case["recompute"], value_bytes=4) / SAFETY
+        + case["micro"]
+        * activation_bytes(config, 1, case["recompute"], value_bytes=value_bytes)
+        / SAFETY
     )
     print(json.dumps({"estimate": estimate, "unsafe": unsafe, "measured": peak - before,
                       "parameters": total, "trainable": trainable}))  # fmt: skip
@@ -99,15 +112,16 @@ def child(case: dict, folder: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--device", default="cpu", help="cpu (peak RSS) or cuda (peak allocated)")
     args = parser.parse_args()
     if args.child:
-        child(CASES[args.child], str(ROOT))
+        child(CASES[args.child], str(ROOT), args.device)
         return
     print(f"{'case':<34} {'params':>8} {'train':>8} {'raw est':>8} {'est':>8} {'measured':>9} "
           f"{'meas/est':>8}")  # fmt: skip
     for name in CASES:
         out = subprocess.run(
-            [sys.executable, __file__, "--child", name],
+            [sys.executable, __file__, "--child", name, "--device", args.device],
             check=True, capture_output=True, text=True,
         ).stdout.strip().splitlines()[-1]  # fmt: skip
         r = json.loads(out)
