@@ -245,3 +245,17 @@ def test_averaging_lora_checkpoints_averages_their_merged_weights(corpus, tmp_pa
     key = "model.layers.0.self_attn.q_proj.weight"
     assert not torch.equal(weights[0][key], weights[1][key])
     torch.testing.assert_close(state[key], (weights[0][key] + weights[1][key]) / 2)
+
+
+def test_lm_eval_tasks_score_a_transformers_run(corpus, tmp_path):
+    pytest.importorskip("lm_eval")
+    from tests.conftest import write_hf_model
+    from tests.evaluate.test_harness import ITEMS, write_task
+
+    root, code = corpus
+    write_hf_model(root / "eval-qwen3", "qwen3", texts=[Path(__file__).read_text()] * 2, head_dim=8)
+    result = continued(root, code, "eval-qwen3", "lm-eval", budget="4steps")
+    task = write_task(tmp_path / "tasks", ITEMS)
+    out = api.evaluate(result.run_dir, tasks=[str(task)], limit=3, log=lambda _: None)
+    assert out["tasks"]["tiny_mc"]["items"] == 3
+    assert 0 <= out["tasks"]["tiny_mc"]["acc"] <= 1
