@@ -1,4 +1,4 @@
-"""The bridge to EleutherAI's lm-evaluation-harness: a run's Decoder and Tokenizer in memory,
+"""The bridge to EleutherAI's lm-evaluation-harness: a run's model and Tokenizer in memory,
 scored as lm-eval's Hugging Face model scores a causal LM, no conversion.
 
 `HarnessScorer` answers lm-eval's three request kinds with plain torch (it needs no lm_eval);
@@ -21,7 +21,7 @@ import torch
 from budgetlm.data.store.tokenizer import Tokenizer
 from budgetlm.errors import UserError
 from budgetlm.io import Log
-from budgetlm.model.decoder import Decoder
+from budgetlm.model.build import LanguageModel
 
 INSTALL_HINT = 'pip install -e ".[eval]"'
 DEFAULT_MAX_GEN_TOKS = 256
@@ -33,13 +33,13 @@ Autocast = Callable[[], contextlib.AbstractContextManager]
 
 
 class HarnessScorer:
-    """Log-likelihoods and greedy generations of a Decoder, tokenized as lm-eval's HF model does:
-    the tokenizer's BOS (if any) starts every context, a continuation's tokens are those of
+    """Log-likelihoods and greedy generations of a model (either backend), tokenized as
+    lm-eval's HF model does: the tokenizer's BOS (if any) starts every context, a continuation's tokens are those of
     encode(context + continuation) after the context's, inputs are left-truncated to seq_len."""
 
     def __init__(
         self,
-        model: Decoder,
+        model: LanguageModel,
         tokenizer: Tokenizer,
         device: torch.device,
         autocast: Autocast = contextlib.nullcontext,
@@ -207,7 +207,7 @@ def _lm_class() -> type:
     from lm_eval.api.model import LM
 
     class BudgetlmLM(LM):
-        """A budgetlm Decoder + Tokenizer answering lm-eval's requests (greedy generation)."""
+        """A budgetlm model + Tokenizer answering lm-eval's requests (greedy generation)."""
 
         def __init__(self, scorer: HarnessScorer, log: Log) -> None:
             super().__init__()

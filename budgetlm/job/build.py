@@ -11,7 +11,7 @@ from budgetlm.config import RunConfig
 from budgetlm.data.feed.sampler import MixtureSampler
 from budgetlm.data.feed.streams import TrainingData
 from budgetlm.job.decide import JobSettings
-from budgetlm.model.decoder import Decoder
+from budgetlm.model.build import LanguageModel
 from budgetlm.model.flops import flops_per_token
 from budgetlm.train.optim import build_optimizer
 from budgetlm.train.schedules import WarmupStableDecay, build_schedule
@@ -55,8 +55,8 @@ def build_lr_schedule(config: RunConfig) -> WarmupStableDecay:
 
 
 def shard(
-    model: Decoder, optimizer: torch.optim.Optimizer, config: RunConfig
-) -> tuple[Decoder, torch.optim.Optimizer]:
+    model: LanguageModel, optimizer: torch.optim.Optimizer, config: RunConfig
+) -> tuple[LanguageModel, torch.optim.Optimizer]:
     """Shard the (initialised) model across ranks, and rebuild the optimizer over the shards,
     carrying over any state an init loaded into it."""
     state = optimizer.state_dict()

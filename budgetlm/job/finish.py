@@ -21,7 +21,7 @@ from budgetlm.job.decide import JobSettings
 from budgetlm.job.samples import write_samples
 from budgetlm.machine.cache import default_measurements_file
 from budgetlm.machine.compile import measured_cost, record_compile_cost
-from budgetlm.model.decoder import Decoder
+from budgetlm.model.build import LanguageModel
 from budgetlm.model.flops import count_parameters, flops_per_token
 from budgetlm.report.summary import summarize
 from budgetlm.run.files import SAMPLES_FILE
@@ -69,7 +69,7 @@ def finish_run(
     config: RunConfig,
     data: TrainingData,
     result: TrainResult,
-    model: Decoder,
+    model: LanguageModel,
     tokenizer: Tokenizer,
     sample_device: torch.device,
     metrics: Metrics,

@@ -35,8 +35,7 @@ from budgetlm.job.finish import finish_run, record_compile
 from budgetlm.job.finish import start_fields as job_start_fields
 from budgetlm.machine.device import resolve_device
 from budgetlm.machine.threads import fit_threads
-from budgetlm.model.build import build_model
-from budgetlm.model.decoder import Decoder
+from budgetlm.model.build import LanguageModel, build_model
 from budgetlm.run.directory import new_run_dir
 from budgetlm.run.files import CONFIG_FILE, METRICS_FILE
 from budgetlm.run.records import MetricsLog, NullMetrics
@@ -48,7 +47,7 @@ from budgetlm.train.optim import build_optimizer
 from budgetlm.train.progress import Progress
 from budgetlm.train.recompute import checkpoint_blocks
 
-Init = Callable[[Decoder, torch.optim.Optimizer], None]
+Init = Callable[[LanguageModel, torch.optim.Optimizer], None]
 
 
 @dataclass

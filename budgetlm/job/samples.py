@@ -11,12 +11,12 @@ import torch
 from budgetlm.config import RunConfig
 from budgetlm.data.feed.streams import TrainingData
 from budgetlm.data.store.tokenizer import Tokenizer
-from budgetlm.model.decoder import Decoder
+from budgetlm.model.build import LanguageModel
 from budgetlm.model.generate import generate as sample_tokens
 
 
 def write_samples(
-    model: Decoder,
+    model: LanguageModel,
     tokenizer: Tokenizer,
     data: TrainingData,
     config: RunConfig,

@@ -24,9 +24,8 @@ from budgetlm.io import Log
 from budgetlm.job.decide import trainer_autocast
 from budgetlm.job.run import RunResult, run_training
 from budgetlm.machine.device import resolve_device
-from budgetlm.model.build import build_model
+from budgetlm.model.build import LanguageModel, build_model
 from budgetlm.model.config import ADAPTER_FIELDS
-from budgetlm.model.decoder import Decoder
 from budgetlm.run.directory import open_resume
 from budgetlm.workflows.continual.parent import HF_DEFAULT_LR, Parent, open_parent
 from budgetlm.workflows.continual.recipes import Recipe, get_recipe
@@ -90,7 +89,7 @@ def continue_pretraining(
         f"{recipe.description}; replay ratio {ratio:g}; peak LR {config.train.lr:g}"
     )
 
-    def init(model: Decoder, optimizer: torch.optim.Optimizer) -> None:
+    def init(model: LanguageModel, optimizer: torch.optim.Optimizer) -> None:
         load(model)
         parent.restore_optimizer(recipe, optimizer)
 
@@ -144,7 +143,7 @@ def keep_best_documents(
     data: TrainingData,
     new: PreparedDataset,
     config: RunConfig,
-    load: Callable[[Decoder], None],
+    load: Callable[[LanguageModel], None],
     fraction: float,
     log: Log,
 ) -> None:
