@@ -34,8 +34,9 @@ Autocast = Callable[[], contextlib.AbstractContextManager]
 
 class HarnessScorer:
     """Log-likelihoods and greedy generations of a model (either backend), tokenized as
-    lm-eval's HF model does: the tokenizer's BOS (if any) starts every context, a continuation's tokens are those of
-    encode(context + continuation) after the context's, inputs are left-truncated to seq_len."""
+    lm-eval's HF model does: the tokenizer's BOS (if any) starts every context, a
+    continuation's tokens are those of encode(context + continuation) after the context's,
+    inputs are left-truncated to seq_len."""
 
     def __init__(
         self,
