@@ -168,9 +168,13 @@ class Decoder(nn.Module):
         for block in self.blocks:
             x = block(x, cos, sin)
         logits = self.lm_head(self.norm(x))
-        if targets is None:
-            return logits
-        if reduction not in ("mean", "sum", "none"):
-            raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
-        loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), reduction=reduction)
-        return loss.view_as(targets) if reduction == "none" else loss
+        return logits if targets is None else next_token_loss(logits, targets, reduction)
+
+
+def next_token_loss(logits: Tensor, targets: Tensor, reduction: str = "mean") -> Tensor:
+    """Cross-entropy of [B, T, V] logits against [B, T] targets, computed in float32 (scalar for
+    'mean'/'sum', [B, T] for 'none'; targets of -100 are ignored); both backends use it."""
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), reduction=reduction)
+    return loss.view_as(targets) if reduction == "none" else loss

@@ -17,15 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from budgetlm.errors import UserError
 from budgetlm.model.config import HF_BACKEND, ModelConfig
+from budgetlm.model.decoder import next_token_loss
+from budgetlm.model.hf_import import DEFAULT_SEQ_LEN, config_int, read_hf_config
 
-DEFAULT_SEQ_LEN = 1024
-"""Training context of a continued model unless set: its own maximum is often 4k-128k tokens,
-which would make each step of a small-compute continual run very slow."""
 INSTALL = "pip install 'budgetlm[hf]'"
 
 
@@ -43,13 +41,7 @@ def transformers_module():
 def read_architecture(folder: str | Path, trust_remote_code: bool = False) -> dict[str, Any]:
     """The config.json of a model folder, checked to be a decoder-only causal LM that
     transformers builds (remote code only when trusted)."""
-    file = Path(folder) / "config.json"
-    try:
-        hf = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError) as e:
-        raise UserError(f"{file} cannot be read as JSON ({e}); re-save the model") from None
-    if not isinstance(hf, dict):
-        raise UserError(f"{file} is not a JSON object; re-save the model")
+    hf = read_hf_config(folder)
     check_causal_lm(hf, trust_remote_code, str(folder))
     return hf
 
@@ -107,30 +99,23 @@ def hf_backend_config(
         )
     if seq_len is None:
         seq_len = min(limit, DEFAULT_SEQ_LEN) if isinstance(limit, int) else DEFAULT_SEQ_LEN
-    d_model = _positive(text, "hidden_size", source)
-    n_heads = _positive(text, "num_attention_heads", source)
+    d_model = config_int(text, "hidden_size")
+    n_heads = config_int(text, "num_attention_heads")
     return ModelConfig(
         size=str(hf.get("model_type", HF_BACKEND)),
         backend=HF_BACKEND,
         hf_config=hf,
         hf_source=source,
         trust_remote_code=trust_remote_code,
-        vocab_size=_positive(text, "vocab_size", source),
+        vocab_size=config_int(text, "vocab_size"),
         d_model=d_model,
-        n_layers=_positive(text, "num_hidden_layers", source),
+        n_layers=config_int(text, "num_hidden_layers"),
         n_heads=n_heads,
         n_kv_heads=text.get("num_key_value_heads") or n_heads,
         ffn_hidden=text.get("intermediate_size") or 4 * d_model,
         seq_len=seq_len,
         tie_embeddings=bool(text.get("tie_word_embeddings", hf.get("tie_word_embeddings", True))),
     )
-
-
-def _positive(hf: dict[str, Any], key: str, source: str) -> int:
-    value = hf.get(key)
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise UserError(f"{source}: config.json {key} must be a positive integer, got {value!r}")
-    return value
 
 
 def pretrained_config(config: ModelConfig):
@@ -180,12 +165,7 @@ class HFCausalLM(nn.Module):
                 f"sequence length {idx.shape[1]} exceeds the model's seq_len {self.config.seq_len}"
             )
         logits = self.hf(input_ids=idx, use_cache=False).logits
-        if targets is None:
-            return logits
-        if reduction not in ("mean", "sum", "none"):
-            raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
-        loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), reduction=reduction)
-        return loss.view_as(targets) if reduction == "none" else loss
+        return logits if targets is None else next_token_loss(logits, targets, reduction)
 
 
 def _from_config(config: ModelConfig) -> nn.Module:

@@ -111,11 +111,11 @@ def hf_model_config(hf: dict[str, Any], seq_len: int | None = None) -> ModelConf
     if rope_type != "default":
         raise _unsupported(hf, "rope_parameters.rope_type", "only plain RoPE is supported")
     theta = rope.get("rope_theta", hf.get("rope_theta", 10000.0))
-    d_model, n_heads = _int(hf, "hidden_size"), _int(hf, "num_attention_heads")
+    d_model, n_heads = config_int(hf, "hidden_size"), config_int(hf, "num_attention_heads")
     head_dim = hf.get("head_dim") or d_model // n_heads
     if head_dim * n_heads != d_model:
         raise _unsupported(hf, "head_dim", "it must equal hidden_size / num_attention_heads")
-    limit = _int(hf, "max_position_embeddings")
+    limit = config_int(hf, "max_position_embeddings")
     window = hf.get("sliding_window")
     if window and (model_type == "mistral" or hf.get("use_sliding_window")):
         limit = min(limit, int(window))
@@ -126,12 +126,12 @@ def hf_model_config(hf: dict[str, Any], seq_len: int | None = None) -> ModelConf
         )
     return ModelConfig(
         size=CUSTOM,
-        vocab_size=_int(hf, "vocab_size"),
+        vocab_size=config_int(hf, "vocab_size"),
         d_model=d_model,
-        n_layers=_int(hf, "num_hidden_layers"),
+        n_layers=config_int(hf, "num_hidden_layers"),
         n_heads=n_heads,
         n_kv_heads=hf.get("num_key_value_heads") or n_heads,
-        ffn_hidden=_int(hf, "intermediate_size"),
+        ffn_hidden=config_int(hf, "intermediate_size"),
         seq_len=seq_len or min(limit, DEFAULT_SEQ_LEN),
         tie_embeddings=bool(hf.get("tie_word_embeddings", model_type != "qwen2")),
         qkv_bias=model_type == "qwen2",
@@ -241,7 +241,8 @@ def _budgetlm_name(name: str) -> str | None:
     return None
 
 
-def _int(hf: dict[str, Any], key: str) -> int:
+def config_int(hf: dict[str, Any], key: str) -> int:
+    """config.json's `key`, checked to be a positive integer (UserError naming it)."""
     value = hf.get(key)
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise UserError(f"config.json: {key} must be a positive integer, got {value!r}")

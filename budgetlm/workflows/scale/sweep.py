@@ -26,6 +26,7 @@ from budgetlm.errors import UserError, closest
 from budgetlm.io import Log
 from budgetlm.model.config import CUSTOM, MODEL_SIZES, ModelConfig
 from budgetlm.model.flops import count_parameters, flops_per_token
+from budgetlm.run.directory import run_dir_of
 from budgetlm.run.files import CONFIG_FILE
 from budgetlm.run.records import finished_record, last_of, read_metrics
 from budgetlm.workflows.data import open_data, trained_on
@@ -306,7 +307,7 @@ def sweep_run_config(config: RunConfig, dataset: PreparedDataset, out: Path) -> 
 
 def _check_reusable(config: RunConfig, dataset: PreparedDataset) -> None:
     """A finished run in OUT is reused only when it was trained as this sweep would train it."""
-    run_dir = Path(config.out_dir) / str(config.name)
+    run_dir = run_dir_of(config)
     if finished_record(run_dir) is None:
         return
     saved = to_dict(load_config(run_dir / CONFIG_FILE))
@@ -330,7 +331,7 @@ def _check_reusable(config: RunConfig, dataset: PreparedDataset) -> None:
 def _read_run(config: RunConfig, size: str, budget: str, domains: list[str]) -> SweepRun:
     """The point a finished run gives: total parameters (start record), tokens trained and the
     mean final validation loss of the target domains (end record)."""
-    run_dir = Path(config.out_dir) / str(config.name)
+    run_dir = run_dir_of(config)
     records = read_metrics(run_dir)
     start, end = last_of(records, "start"), last_of(records, "end")
     val = end.get("val_loss") or {}
