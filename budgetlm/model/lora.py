@@ -17,10 +17,10 @@ from pathlib import Path
 from torch import Tensor, nn
 
 from budgetlm.errors import UserError
-from budgetlm.model.hf_backend import INSTALL
 
 ADAPTERS = ("none", "lora")
 PEFT_PREFIX = "base_model.model."
+INSTALL = "pip install 'budgetlm[hf]'"  # hf_backend imports this module: no import back
 
 
 def _peft():
