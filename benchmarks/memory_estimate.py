@@ -3,8 +3,11 @@ and AdamW state of the trainable parameters, plus activations per sequence) agai
 memory measured on CPU: each case trains a few steps in a fresh process, and the peak resident
 set (ru_maxrss) minus the resident set before the model was built is the measured cost.
 
-Prints, per case, the estimate without and with the 1.5x safety factor (train/memory.SAFETY),
-the measured cost, and measured / estimate (below 1: the estimate is conservative).
+Prints, per case, the formula's estimate without and with the 1.5x safety factor
+(train/memory.SAFETY), the measured cost, measured / estimate (below 1: the estimate is
+conservative), and the same for the estimate whose activations are measured on fake tensors
+(train/activation_probe, what the fit uses when memory is tight). As in training, glibc keeps
+freed buffers for reuse (train/host_memory).
 
     python benchmarks/memory_estimate.py                 # ~2 minutes on 2 cores
     python benchmarks/memory_estimate.py --device cuda   # on a GPU: peak allocated, bf16
@@ -58,11 +61,20 @@ def child(case: dict, folder: str, device_name: str) -> None:
     from budgetlm.model.config import ModelConfig
     from budgetlm.model.flops import count_parameters
     from budgetlm.train.config import TrainConfig
-    from budgetlm.train.memory import SAFETY, activation_bytes, state_bytes
+    from budgetlm.train.memory import (
+        SAFETY,
+        activation_bytes,
+        measured_sequence_bytes,
+        state_bytes,
+    )
     from budgetlm.train.optim import build_optimizer
     from budgetlm.train.recompute import checkpoint_blocks
 
     torch.set_num_threads(2)
+    if device_name == "cpu":
+        from budgetlm.train.host_memory import reuse_freed_memory
+
+        reuse_freed_memory()  # as job/run does before training
     if "hf" in case:
         import transformers  # noqa: F401  (its import is not the model's memory)
 
@@ -105,7 +117,11 @@ def child(case: dict, folder: str, device_name: str) -> None:
         * activation_bytes(config, 1, case["recompute"], value_bytes=value_bytes)
         / SAFETY
     )
+    probe = state_bytes(total, trainable) + case["micro"] * measured_sequence_bytes(
+        config, case["recompute"], value_bytes
+    )
     print(json.dumps({"estimate": estimate, "unsafe": unsafe, "measured": peak - before,
+                      "probe": probe,
                       "parameters": total, "trainable": trainable}))  # fmt: skip
 
 
@@ -118,7 +134,7 @@ def main() -> None:
         child(CASES[args.child], str(ROOT), args.device)
         return
     print(f"{'case':<34} {'params':>8} {'train':>8} {'raw est':>8} {'est':>8} {'measured':>9} "
-          f"{'meas/est':>8}")  # fmt: skip
+          f"{'meas/est':>8} {'probe':>7} {'meas/probe':>10}")  # fmt: skip
     for name in CASES:
         out = subprocess.run(
             [sys.executable, __file__, "--child", name, "--device", args.device],
@@ -129,7 +145,8 @@ def main() -> None:
         print(
             f"{name:<34} {r['parameters'] / 1e6:7.1f}M {r['trainable'] / 1e6:7.2f}M "
             f"{r['unsafe'] / mib:7.0f}M {r['estimate'] / mib:7.0f}M {r['measured'] / mib:8.0f}M "
-            f"{r['measured'] / r['estimate']:8.2f}",
+            f"{r['measured'] / r['estimate']:8.2f} {r['probe'] / mib:6.0f}M "
+            f"{r['measured'] / r['probe']:10.2f}",
             flush=True,
         )
 

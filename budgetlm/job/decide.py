@@ -7,6 +7,7 @@ into the run config that is saved with the run."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,10 +30,13 @@ from budgetlm.model.config import HF_BACKEND
 from budgetlm.model.flops import count_parameters
 from budgetlm.train.distributed import Distributed, broadcast
 from budgetlm.train.memory import (
+    PROBE_MARGIN,
     activation_bytes,
     activation_value_bytes,
     available_bytes,
     fit_micro_batch,
+    measured_sequence_bytes,
+    optimizer_step_bytes,
     state_bytes,
 )
 from budgetlm.train.precision import autocast
@@ -219,19 +223,19 @@ def fit_memory(
     fixed = state_bytes(total, min(trainable, total))
     available = available_bytes(device)
     value_bytes = activation_value_bytes(train.precision)
+    estimate = _activation_estimator(config, requested, fixed, available, value_bytes, log)
     recompute = bool(train.activation_checkpointing)
     if train.activation_checkpointing is None:
-        one = fixed + activation_bytes(config.model, 1, value_bytes=value_bytes)
-        recomputed = fixed + activation_bytes(config.model, 1, True, value_bytes)
+        one = fixed + estimate(False)
         recompute = available is not None and one > available
         if recompute:
             log(
                 f"activation checkpointing on: one sequence per micro-batch needs "
-                f"~{_gib(one)} GiB without it, ~{_gib(recomputed)} GiB with it, of the "
-                f"{_gib(available)} GiB free"
+                f"~{_gib(one)} GiB without it, ~{_gib(fixed + estimate(True))} GiB with it, "
+                f"of the {_gib(available)} GiB free"
             )
         train.activation_checkpointing = recompute
-    per_sequence = activation_bytes(config.model, 1, recompute, value_bytes)
+    per_sequence = estimate(recompute)
     fitted = fit_micro_batch(requested, per_rank, per_sequence, fixed, available)
     if fitted != train.micro_batch_size and available is not None:
         log(
@@ -241,12 +245,38 @@ def fit_memory(
             f"{per_rank // fitted} micro-batches per step (the batch stays {train.batch_size})"
         )
         train.micro_batch_size = fitted
-    if available is not None and fixed + fitted * per_sequence > available:
+    step = optimizer_step_bytes(min(trainable, total), device)
+    if available is not None and fixed + max(fitted * per_sequence, step) > available:
         raise UserError(
-            f"training needs ~{_gib(fixed + per_sequence)} GiB (weights, gradients and optimizer "
-            f"state ~{_gib(fixed)} GiB, one sequence's activations ~{_gib(per_sequence)} GiB) "
+            f"training needs ~{_gib(fixed + max(per_sequence, step))} GiB (weights, gradients "
+            f"and optimizer state ~{_gib(fixed)} GiB, then the larger of one sequence's "
+            f"activations ~{_gib(per_sequence)} GiB and the optimizer step's temporaries "
+            f"~{_gib(step)} GiB) "
             f"but {_gib(available)} GiB are free; {_smaller(config, total, recompute)}"
         )
+
+
+def _activation_estimator(
+    config: RunConfig, requested: int, fixed: int, available: int | None, value_bytes: int, log: Log
+) -> Callable[[bool], int]:
+    """Bytes of one sequence's activations, with or without recomputation: Korthikanti et al.'s
+    formula while memory is plentiful, measured on fake tensors for this exact model once the
+    formula's estimate comes within train/memory.PROBE_MARGIN of the memory free."""
+    formula = functools.partial(activation_bytes, config.model, 1, value_bytes=value_bytes)
+    plenty = available is None or fixed + PROBE_MARGIN * requested * formula(False) <= available
+    if plenty:
+        return lambda recompute: formula(recompute)
+    measured: dict[bool, int] = {}
+
+    def estimate(recompute: bool) -> int:
+        if recompute not in measured:
+            exact = measured_sequence_bytes(config.model, recompute, value_bytes)
+            if exact is None:
+                log("activation memory: the model does not run on fake tensors; using the formula")
+            measured[recompute] = formula(recompute) if exact is None else exact
+        return measured[recompute]
+
+    return estimate
 
 
 def _gib(n: float) -> str:

@@ -7,6 +7,11 @@ Transformer Models" (2022), section 4.1: per layer and token, 34*h bytes of 16-b
 plus 5*a*s bytes for the attention scores (a heads, s tokens); SDPA's fused attention does not
 keep the s*s scores, so that term is counted only for the math fallback. budgetlm adds the fp32
 logits (the vocabulary is large next to the width of small models) and a safety factor.
+
+That count is for a GPT-style block; the blocks transformers ships differ (SwiGLU, QK-norm, LoRA's
+extra inputs) and it undercounted them by up to 1.4x in fp32. So when memory is tight, the fit
+measures instead: train/activation_probe runs the model's forward and backward on fake tensors and
+takes the peak of the live activations (`measured_sequence_bytes`).
 """
 
 from __future__ import annotations
@@ -19,6 +24,10 @@ from budgetlm.model.config import ModelConfig
 
 SAFETY = 1.5
 """Headroom over the estimate (allocator fragmentation, temporaries)."""
+
+PROBE_MARGIN = 4
+"""Measure the activations (a second or more) only when the formula's estimate times this
+margin does not fit: below it, no plausible error of the formula changes the fit."""
 
 
 def activation_bytes(
@@ -39,11 +48,34 @@ def activation_bytes(
     return int(SAFETY * sequences * s * per_token)
 
 
+def measured_sequence_bytes(
+    config: ModelConfig, recompute: bool = False, value_bytes: int = 2
+) -> int | None:
+    """Bytes of activations one sequence keeps, as activation_bytes counts them (safety factor
+    included), but measured on fake tensors for this exact model (fp32, scaled to
+    `value_bytes`); None when the model's forward cannot run on fake tensors."""
+    from budgetlm.train.activation_probe import peak_activation_bytes
+
+    try:
+        peak = peak_activation_bytes(config, 1, recompute)
+    except Exception:  # any model's own code runs here: fall back to the formula
+        return None
+    return int(SAFETY * peak * value_bytes / 4)
+
+
 def state_bytes(parameters: int, trainable: int | None = None) -> int:
     """fp32 weights (4 bytes per parameter) and, for each trainable one, its gradient and
     AdamW's two moments (12 more): 16 bytes per parameter in full training, ~4 with LoRA."""
     trainable = parameters if trainable is None else trainable
     return 4 * parameters + 12 * trainable
+
+
+def optimizer_step_bytes(trainable: int, device: torch.device) -> int:
+    """Transient bytes of one AdamW step: on CUDA, torch's multi-tensor (foreach) AdamW makes
+    one fp32 temporary per trainable parameter (the square roots of the second moments);
+    the CPU's per-tensor loop keeps only one parameter's worth at a time, counted as none.
+    Activations are freed by then, so this competes with them for the peak instead of adding."""
+    return 4 * trainable if device.type == "cuda" else 0
 
 
 def available_bytes(device: torch.device) -> int | None:

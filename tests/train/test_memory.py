@@ -36,13 +36,17 @@ def test_cpu_memory_is_read_from_the_os():
 def test_a_run_that_does_not_fit_accumulates_smaller_micro_batches(tiny_config, monkeypatch):
     from budgetlm import api
     from budgetlm.config import load_config
+    from budgetlm.data.store.dataset import PreparedDataset
+    from budgetlm.model.flops import count_parameters
 
-    needed = memory.state_bytes(50_000) + 2 * activation_bytes(
-        ModelConfig(size="custom", d_model=32, n_layers=2, n_heads=2, seq_len=32).resolved(300), 1
-    )
+    config = tiny_config(**{"train.micro_batch_size": 8})
+    model = config.model.resolved(PreparedDataset(config.data.prepared).tokenizer.vocab_size)
+    value = memory.activation_value_bytes(config.train.precision)
+    # memory this tight is within the probe margin: the fit measures the activations
+    per_sequence = memory.measured_sequence_bytes(model, False, value)
+    needed = memory.state_bytes(count_parameters(model)["total"]) + 2 * per_sequence
     monkeypatch.setattr("budgetlm.job.decide.available_bytes", lambda device: needed)
     logs = []
-    config = tiny_config(**{"train.micro_batch_size": 8})
     result = api.pretrain(config, log=logs.append)
     assert any("using 2 and accumulating 4 micro-batches" in line for line in logs)
     saved = load_config(result.run_dir / "config.yaml")
@@ -66,8 +70,8 @@ def test_checkpointing_turns_on_only_when_nothing_fits_without_it(tiny_config, m
     model = config.model.resolved(PreparedDataset(config.data.prepared).tokenizer.vocab_size)
     fixed = memory.state_bytes(count_parameters(model)["total"])
     value = memory.activation_value_bytes(config.train.precision)
-    free = fixed + activation_bytes(model, 1, True, value)  # one recomputed sequence fits
-    assert free < fixed + activation_bytes(model, 1, value_bytes=value)  # and no plain one
+    free = fixed + memory.measured_sequence_bytes(model, True, value)  # one recomputed fits
+    assert free < fixed + memory.measured_sequence_bytes(model, False, value)  # no plain one
     monkeypatch.setattr("budgetlm.job.decide.available_bytes", lambda device: free)
     logs = []
     result = api.pretrain(config, log=logs.append)
@@ -83,3 +87,25 @@ def test_a_job_that_fits_nowhere_names_the_smallest_fix(tiny_config, monkeypatch
     monkeypatch.setattr("budgetlm.job.decide.available_bytes", lambda device: 1000)
     with pytest.raises(UserError, match=r"training needs ~.* GiB .* free; fix: a shorter"):
         api.pretrain(tiny_config(), log=lambda _: None)
+
+
+def test_plentiful_memory_uses_the_formula_and_tight_memory_measures(tiny_config, monkeypatch):
+    from budgetlm import api
+
+    calls = []
+    measure = memory.measured_sequence_bytes
+    monkeypatch.setattr(
+        "budgetlm.job.decide.measured_sequence_bytes",
+        lambda *a: calls.append(a) or measure(*a),
+    )
+    api.pretrain(tiny_config(**{"budget": "2steps"}), log=lambda _: None)
+    assert calls == []  # this machine's free memory is far above a tiny model's needs
+    monkeypatch.setattr("budgetlm.job.decide.available_bytes", lambda device: 1000)
+    with pytest.raises(Exception, match="training needs"):
+        api.pretrain(tiny_config(**{"budget": "2steps", "name": "tight"}), log=lambda _: None)
+    assert calls  # within the margin: measured
+
+
+def test_the_optimizer_step_temporaries_count_on_cuda_only():
+    assert memory.optimizer_step_bytes(1000, torch.device("cuda")) == 4000
+    assert memory.optimizer_step_bytes(1000, torch.device("cpu")) == 0
