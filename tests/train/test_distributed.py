@@ -134,11 +134,14 @@ def test_sharding_refuses_muon(tiny_config):
         use_sharding(tiny_config(**{"train.parallel": "zero"}), distributed=True)
 
 
-@pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
-def test_a_transformers_model_trains_sharded_like_one_process(tmp_path, parallel):
+@pytest.mark.parametrize("parallel, adapter", [("ddp", "none"), ("fsdp", "none"), ("fsdp", "lora")])
+def test_a_transformers_model_trains_sharded_like_one_process(tmp_path, parallel, adapter):
     """`continue --from HF_DIR` on two processes (FSDP2 shards each decoder layer of the
-    transformers model): the same losses and final weights as one process."""
+    transformers model, LoRA's frozen base weights with its adapters): the same losses and
+    final weights as one process."""
     pytest.importorskip("transformers")
+    if adapter == "lora":
+        pytest.importorskip("peft")
     from tests.conftest import write_corpus, write_hf_model
 
     _, code = write_corpus(tmp_path)
@@ -155,7 +158,7 @@ def test_a_transformers_model_trains_sharded_like_one_process(tmp_path, parallel
             "--train.micro_batch_size", "2", "--train.precision", "fp32", "--checkpoint.every",
             "0", "--eval.count", "2", "--eval.tokens_per_domain", "256",
             "--samples.max_new_tokens", "4", "--data.cache_dir", str(tmp_path / "cache"),
-            "--data.val_fraction", "0.2", "--train.parallel", parallel,
+            "--data.val_fraction", "0.2", "--train.parallel", parallel, "--adapter", adapter,
         ]  # fmt: skip
 
     run(command(1, tmp_path / "one"))

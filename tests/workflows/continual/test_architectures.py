@@ -50,7 +50,7 @@ def arch(request, corpus):
     return root, code, name, hf_model, result
 
 
-def continued(root, code, model, name, **extra):
+def continued(root, code, model, name, log=lambda _: None, **extra):
     values = {
         **TINY,
         "continual.from_run": str(root / model),
@@ -62,7 +62,7 @@ def continued(root, code, model, name, **extra):
         **extra,
     }
     config = load_config(None, list(values.items()))
-    return api.continue_pretraining(config, log=lambda _: None)
+    return api.continue_pretraining(config, log=log)
 
 
 def records(run_dir, kind):
@@ -216,6 +216,59 @@ def test_muon_eval_and_report_work_on_a_transformers_run(corpus):
     again = api.evaluate(result.run_dir, tokens_per_domain=256, log=lambda _: None)
     assert again["val_loss"]["code"] == pytest.approx(result.val_loss["code"], abs=1e-4)
     assert api.report([result.run_dir]).html.is_file()
+
+
+def test_muon_trains_lora_adapters_and_leaves_the_base_frozen(corpus):
+    import torch
+
+    pytest.importorskip("peft")
+    from tests.conftest import write_hf_model
+
+    root, code = corpus
+    texts = [Path(__file__).read_text()] * 2
+    hf_model = write_hf_model(root / "muon-lora-llama3", "llama3", texts=texts)
+    result = continued(
+        root, code, "muon-lora-llama3", "muon-lora",
+        **{"train.optimizer": "muon", "model.adapter": "lora"},
+    )  # fmt: skip
+    evals = records(result.run_dir, "eval")
+    assert evals[-1]["val_loss"]["code"] < evals[0]["val_loss"]["code"]
+    model = api.load_model(result.run_dir)
+    base = hf_model.state_dict()
+    moved = 0
+    for n, p in model.hf.get_base_model().state_dict().items():
+        key = n.replace(".base_layer.", ".")
+        if "lora_B" in n:
+            moved += int(p.abs().sum() > 0)  # peft starts B at zero: Muon moved it
+        elif "lora_" not in n and key in base:
+            assert torch.equal(p, base[key]), n
+    assert moved > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["qwen3", "gemma3"])
+def test_a_compiled_transformers_model_trains_like_eager(corpus, name):
+    """torch.compile of the transformers model (train.compile true): it compiles without
+    falling back, and its losses follow the eager run's."""
+    from tests.conftest import write_hf_model
+
+    root, code = corpus
+    texts = [Path(__file__).read_text()] * 2
+    write_hf_model(root / f"compile-{name}", name, texts=texts, **ARCHITECTURES[name][1])
+    logs = []
+    values = {"train.compile": True}
+    compiled = continued(
+        root, code, f"compile-{name}", f"compiled-{name}", log=logs.append, **values
+    )
+    assert any(line.startswith("torch.compile on") for line in logs), logs
+    assert not any("torch.compile failed" in line for line in logs), logs
+    eager = continued(root, code, f"compile-{name}", f"eager-{name}", **{"train.compile": False})
+    pairs = list(
+        zip(records(compiled.run_dir, "train"), records(eager.run_dir, "train"), strict=True)
+    )
+    assert len(pairs) >= 3
+    for c, e in pairs:
+        assert c["loss"] == pytest.approx(e["loss"], abs=2e-3)
 
 
 def test_averaging_lora_checkpoints_averages_their_merged_weights(corpus, tmp_path):
