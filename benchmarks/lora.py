@@ -7,8 +7,11 @@ each seed. Each continuation runs in its own process, so its peak resident memor
 Prints per mode: final new-domain loss, forgetting (final old-domain loss minus the base
 model's), training tokens/s and peak RSS, mean ± sd over seeds.
 
-    python benchmarks/lora.py                          # prose -> code, 2 seeds, ~10 minutes
-    python benchmarks/lora.py --seeds 3 --budget 1Mtok --lora-lr 1e-3
+Each mode runs at every LR of its list (an LR sweep: LoRA is usually given a higher one), and
+the best LR of each mode by final new-domain loss is marked.
+
+    python benchmarks/lora.py                          # prose -> code, 2 seeds, ~12 minutes
+    python benchmarks/lora.py --old builtin:code --new builtin:prose --lora-lr 3e-3,1e-2
 """
 
 from __future__ import annotations
@@ -55,12 +58,13 @@ def base_model(args: argparse.Namespace, out: Path) -> tuple[Path, Path]:
     return run, folder
 
 
-def continued(args: argparse.Namespace, folder: Path, out: Path, mode: str, seed: int) -> dict:
+def continued(
+    args: argparse.Namespace, folder: Path, out: Path, mode: str, lr: float, seed: int
+) -> dict:
     """One continuation in a child process: its end record, last eval and peak RSS."""
-    name = f"{mode}-seed{seed}"
+    name = f"{mode}-lr{lr:g}-seed{seed}"
     run = out / name
     if not ((run / "metrics.jsonl").exists() and records(run, "end")):
-        lr = args.lora_lr if mode == "lora" else args.lr
         command = [
             sys.executable, "-m", "budgetlm", "continue", "--from", str(folder),
             "--data", args.new, "--replay", args.old, "--budget", args.budget,
@@ -92,8 +96,8 @@ def main() -> None:
     parser.add_argument("--model", default="nano")
     parser.add_argument("--base-budget", default="2Mtok")
     parser.add_argument("--budget", default="500ktok")
-    parser.add_argument("--lr", type=float, default=3e-3, help="peak LR of full training")
-    parser.add_argument("--lora-lr", type=float, default=3e-3, help="peak LR of LoRA")
+    parser.add_argument("--lr", default="1e-3,3e-3", help="peak LRs of full training")
+    parser.add_argument("--lora-lr", default="3e-3,1e-2,3e-2", help="peak LRs of LoRA")
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--eval-tokens", type=int, default=16384)
     parser.add_argument("--out", default="runs/bench-lora")
@@ -103,24 +107,34 @@ def main() -> None:
     old, new = domain_of(args.old), domain_of(args.new)
     base_old = records(base, "eval")[-1]["val_loss"][old]
     rows = {}
-    for mode in ("full", "lora"):
-        results = [continued(args, folder, out, mode, seed) for seed in range(args.seeds)]
-        rows[mode] = {
-            "new": [r["final"][new] for r in results],
-            "forgetting": [r["final"][old] - base_old for r in results],
-            "tokens_per_s": [r["end"]["tokens_per_s"] for r in results],
-            "peak_mib": [r["peak_mib"] for r in results],
-        }
+    for mode, lrs in (("full", args.lr), ("lora", args.lora_lr)):
+        for lr in map(float, lrs.split(",")):
+            results = [continued(args, folder, out, mode, lr, seed) for seed in range(args.seeds)]
+            rows[f"{mode} {lr:g}"] = {
+                "mode": mode,
+                "new": [r["final"][new] for r in results],
+                "forgetting": [r["final"][old] - base_old for r in results],
+                "tokens_per_s": [r["end"]["tokens_per_s"] for r in results],
+                "peak_mib": [r["peak_mib"] for r in results],
+            }
+    best = {}
+    for key, row in rows.items():
+        if row["mode"] not in best or statistics.fmean(row["new"]) < statistics.fmean(
+            rows[best[row["mode"]]]["new"]
+        ):
+            best[row["mode"]] = key
+    start = records(out / next(iter(sorted(p.name for p in out.glob("full-*")))), "eval")[0]
     print(
-        f"{old} -> {new}: base {args.model} {args.base_budget} (final {old} loss {base_old:.3f}), "
-        f"continue {args.budget} with replay, {args.seeds} seeds (mean ± sd); "
-        f"LR full {args.lr:g}, LoRA {args.lora_lr:g}"
+        f"{old} -> {new}: base {args.model} {args.base_budget} (final {old} loss {base_old:.3f}, "
+        f"{new} loss {start['val_loss'][new]:.3f}), continue {args.budget} with replay, "
+        f"{args.seeds} seeds (mean ± sd); * = the best LR of its mode"
     )
     header = ("final new loss", "forgetting", "tokens/s", "peak RSS MiB")
-    print(f"{'mode':<6} " + " ".join(f"{h:>18}" for h in header))
-    for mode, row in rows.items():
+    print(f"{'mode, LR':<13} " + " ".join(f"{h:>18}" for h in header))
+    for key, row in rows.items():
+        mark = "*" if best[row["mode"]] == key else " "
         print(
-            f"{mode:<6} {stat(row['new']):>18} {stat(row['forgetting']):>18} "
+            f"{key:<12}{mark} {stat(row['new']):>18} {stat(row['forgetting']):>18} "
             f"{stat(row['tokens_per_s']):>18} {stat(row['peak_mib']):>18}"
         )
     (out / "results.json").write_text(json.dumps(rows, indent=2) + "\n")

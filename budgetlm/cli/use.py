@@ -112,10 +112,19 @@ def run_eval(args: argparse.Namespace, overrides: Overrides) -> None:
     )
     print(f"{args.run} at step {result['step']:,} ({result['checkpoint']})")
     width = max(len(d) for d in [*result["val_loss"], "domain"])
-    print(f"{'domain':<{width}}  {'loss':>7}  {'ppl':>9}  {'tokens':>12}")
+    print(
+        f"{'domain':<{width}}  {'loss':>7}  {'ppl':>9}  {'bits/byte':>9}  {'bytes/tok':>9}  "
+        f"{'tokens':>12}"
+    )
     for domain, loss in result["val_loss"].items():
         tokens = result["val_tokens"][domain]
-        print(f"{domain:<{width}}  {loss:7.4f}  {math.exp(loss):9.2f}  {tokens:12,}")
+        bpb = result.get("val_bpb", {}).get(domain)
+        ratio = result.get("bytes_per_token", {}).get(domain)
+        print(
+            f"{domain:<{width}}  {loss:7.4f}  {math.exp(loss):9.2f}  "
+            + (f"{bpb:9.4f}  {ratio:9.2f}  " if bpb is not None and ratio else f"{'-':>9}  " * 2)
+            + f"{tokens:12,}"
+        )
     for name, accuracy in result.get("accuracy", {}).items():
         print(f"{name}: exact match {accuracy:.3f}")
     for task, metrics in result.get("tasks", {}).items():

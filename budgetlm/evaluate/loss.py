@@ -41,10 +41,21 @@ def validation_loss(
 def fixed_windows(stream: np.ndarray, seq_len: int, max_tokens: int) -> np.ndarray:
     """Consecutive [n, L + 1] windows from the start of a stream (L = seq_len, or shorter when
     the stream is), covering at most max_tokens target tokens."""
-    length = min(seq_len, len(stream) - 1)
-    if length < 1:
-        raise ValueError("a validation stream needs at least 2 tokens")
-    n = max(1, min(max_tokens // length, (len(stream) - 1) // length))
+    n, length = _window_shape(stream, seq_len, max_tokens)
     return np.stack(
         [np.asarray(stream[i * length : i * length + length + 1], dtype=np.int64) for i in range(n)]
     )
+
+
+def scored_targets(stream: np.ndarray, seq_len: int, max_tokens: int) -> np.ndarray:
+    """The target tokens `validation_loss` scores in a stream, in order: stream[1 : n*L + 1]
+    of its fixed windows."""
+    n, length = _window_shape(stream, seq_len, max_tokens)
+    return np.asarray(stream[1 : n * length + 1])
+
+
+def _window_shape(stream: np.ndarray, seq_len: int, max_tokens: int) -> tuple[int, int]:
+    length = min(seq_len, len(stream) - 1)
+    if length < 1:
+        raise ValueError("a validation stream needs at least 2 tokens")
+    return max(1, min(max_tokens // length, (len(stream) - 1) // length)), length

@@ -1,6 +1,6 @@
 """Stability-gap and forgetting measures of a continual pre-training run, computed from its
 evaluation history ("Efficient Continual Pre-training by Mitigating the Stability Gap",
-Wang et al., 2024; De Lange et al., "Continual evaluation for lifelong learning: identifying
+Guo et al., 2024; De Lange et al., "Continual evaluation for lifelong learning: identifying
 the stability gap", 2023)."""
 
 from __future__ import annotations
@@ -48,8 +48,10 @@ def continual_summary(
     new_domains: Sequence[str],
     old_domains: Sequence[str],
     reference: dict[str, float] | None = None,
+    metric: str = "val_loss",
 ) -> dict[str, Any]:
-    """Gap, recovery and forgetting from a run's eval records (metrics.jsonl 'eval' lines):
+    """Gap, recovery and forgetting from a run's eval records (metrics.jsonl 'eval' lines), in
+    `metric` (val_loss, nats per token, or val_bpb, bits per byte):
     per new domain the loss gap; per old domain the forgetting, the final loss minus the
     `reference` loss (the parent's final model, which is what the user had; a recipe that starts
     from an earlier checkpoint starts higher) or, without one, minus the start loss; per
@@ -60,11 +62,11 @@ def continual_summary(
 
     tasks = sorted({t for r in evals for t in r.get("accuracy", {})})
     return {
-        "new": {d: loss_gap(series("val_loss", d)) for d in new_domains},
+        "new": {d: loss_gap(series(metric, d)) for d in new_domains},
         "forgetting": {
-            d: series("val_loss", d)[-1][2] - (reference or {}).get(d, series("val_loss", d)[0][2])
+            d: series(metric, d)[-1][2] - (reference or {}).get(d, series(metric, d)[0][2])
             for d in old_domains
         },
-        "old": {d: loss_gap(series("val_loss", d)) for d in old_domains},
+        "old": {d: loss_gap(series(metric, d)) for d in old_domains},
         "accuracy": {t: accuracy_gap(series("accuracy", t)) for t in tasks},
     }

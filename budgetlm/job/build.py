@@ -10,6 +10,9 @@ from budgetlm.budget.spec import Budget
 from budgetlm.config import RunConfig
 from budgetlm.data.feed.sampler import MixtureSampler
 from budgetlm.data.feed.streams import TrainingData
+from budgetlm.data.store.tokenizer import Tokenizer
+from budgetlm.evaluate.bpb import bytes_per_token
+from budgetlm.evaluate.loss import scored_targets
 from budgetlm.job.decide import JobSettings
 from budgetlm.model.build import LanguageModel
 from budgetlm.model.flops import flops_per_token
@@ -28,6 +31,20 @@ def build_sampler(config: RunConfig, data: TrainingData) -> MixtureSampler:
         max_epochs=config.data.max_epochs,
         schedule=config.data.schedule,
     )
+
+
+def validation_bytes_per_token(
+    config: RunConfig, data: TrainingData, tokenizer: Tokenizer
+) -> dict[str, float | None]:
+    """Bytes of text per token of each domain's scored validation tokens (what every
+    evaluation scores): the tokenizer's compression, and what turns losses into bits per byte."""
+    return {
+        domain: bytes_per_token(
+            tokenizer, scored_targets(stream, config.model.seq_len, config.eval.tokens_per_domain)
+        )
+        for domain, stream in data.val.items()
+        if len(stream) >= 2
+    }
 
 
 def build_controller(config: RunConfig, budget: Budget, settings: JobSettings) -> BudgetController:

@@ -16,6 +16,7 @@ from budgetlm.config import RunConfig
 from budgetlm.data.feed.sampler import MixtureSampler
 from budgetlm.data.feed.streams import TrainingData
 from budgetlm.data.store.tokenizer import Tokenizer
+from budgetlm.evaluate.bpb import bits_per_byte
 from budgetlm.evaluate.stability import continual_summary
 from budgetlm.job.decide import JobSettings
 from budgetlm.job.samples import write_samples
@@ -76,9 +77,12 @@ def finish_run(
     controller: BudgetController,
     seconds: dict[str, float],
     parent_final_val_loss: dict[str, float] | None,
+    bytes_per_token: dict[str, float | None] | None = None,
+    parent_final_val_bpb: dict[str, float] | None = None,
 ) -> str:
     """Write samples.txt, the end record (with where the time went: `seconds` adds data and
-    setup to the trainer's own), a continual run's gap/forgetting record; returns the summary."""
+    setup to the trainer's own; bits per byte from each domain's `bytes_per_token`), a
+    continual run's gap/forgetting record, in nats and in bits per byte; returns the summary."""
     t0 = time.perf_counter()
     write_samples(model, tokenizer, data, config, run_dir / SAMPLES_FILE, sample_device)
     sample_seconds = time.perf_counter() - t0
@@ -88,6 +92,7 @@ def finish_run(
         steps=s.step,
         tokens=s.tokens,
         val_loss=result.val_loss,
+        val_bpb=bits_per_byte(result.val_loss, bytes_per_token or {}),
         tokens_per_s=result.tokens_per_second,
         flops=s.step * controller.flops_per_step,
         seconds=dict(s.seconds, **seconds, samples=sample_seconds),
@@ -97,6 +102,10 @@ def finish_run(
         summary = continual_summary(
             evals, data.new_domains, data.old_domains, parent_final_val_loss
         )
+        if all("val_bpb" in r for r in evals):
+            summary["bpb"] = continual_summary(
+                evals, data.new_domains, data.old_domains, parent_final_val_bpb, "val_bpb"
+            )
         metrics.write("continual", **summary)
     metrics.close()
     return summarize(run_dir)

@@ -22,7 +22,13 @@ from budgetlm.data.store.tokenizer import TOKENIZER_FILE, Tokenizer
 from budgetlm.errors import UserError
 from budgetlm.evaluate.arith import EvaluationBuilder
 from budgetlm.io import Log
-from budgetlm.job.build import build_controller, build_lr_schedule, build_sampler, shard
+from budgetlm.job.build import (
+    build_controller,
+    build_lr_schedule,
+    build_sampler,
+    shard,
+    validation_bytes_per_token,
+)
 from budgetlm.job.curriculum import build_curriculum
 from budgetlm.job.decide import (
     decide_job_settings,
@@ -118,6 +124,7 @@ def run_training(
     controller = build_controller(config, budget, settings)
     schedule = build_lr_schedule(config)
     controller.initial_total()  # a token/FLOP budget too small for one step fails here
+    compression = validation_bytes_per_token(config, data, tokenizer)
     # train
     created = not resume and dist.is_main
     try:
@@ -150,12 +157,14 @@ def run_training(
             host_model=(lambda: build_model(config.model)) if sharded else None,
             after_step=curriculum.after_step if curriculum else None,
             spent_seconds=0.0 if resume else time.perf_counter() - command_start,
+            bytes_per_token=compression,
         )
         if resume:
             restore_latest(trainer, run_dir, log)
         fields = job_start_fields(
-            config, data, budget, device, threads, dist.world_size, sampler, settings, start_fields
-        )
+            config, data, budget, device, threads, dist.world_size, sampler, settings,
+            {"bytes_per_token": compression, **(start_fields or {})},
+        )  # fmt: skip
         metrics.write("resume" if resume else "start", step=trainer.state.step, **fields)
         if curriculum is not None:  # the skills graph (maybe from probe runs paid from the budget)
             budget = controller.budget = curriculum.start(
@@ -191,6 +200,8 @@ def run_training(
         controller,
         {"data": data_seconds, "setup": setup_seconds},
         (start_fields or {}).get("parent_final_val_loss"),
+        compression,
+        (start_fields or {}).get("parent_final_val_bpb"),
     )
     log(summary)
     return RunResult(run_dir, result.val_loss, s.step, s.tokens, result.tokens_per_second, summary)

@@ -34,6 +34,7 @@ def final_numbers(run: Run, peak_flops: float | None = None) -> dict[str, Any]:
         "flops_per_s": speed.flops_per_s,
         "mfu": speed.mfu,
         "val_loss": run.final_val_loss(),
+        "val_bpb": run.final_val_loss("val_bpb"),
         "accuracy": {k: v for k, v in accuracy.items() if "/" not in k},
     }
 
@@ -45,7 +46,9 @@ def markdown_table(runs: list[Run], peak_flops: float | None = None) -> str:
     tasks = list(dict.fromkeys(t for row in rows for t in row["accuracy"]))
     header = ["run", "model", "params", "budget", "used", "steps", "tokens", "time", "tokens/s"]
     header += ["MFU"] if any(row["mfu"] is not None for row in rows) else []
-    header += [f"val loss {d}" for d in domains] + [f"{t} acc" for t in tasks]
+    bpb = [d for d in domains if any(d in row["val_bpb"] for row in rows)]
+    header += [f"val loss {d}" for d in domains] + [f"bits/byte {d}" for d in bpb]
+    header += [f"{t} acc" for t in tasks]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     for row in rows:
         cells = [
@@ -62,6 +65,7 @@ def markdown_table(runs: list[Run], peak_flops: float | None = None) -> str:
         if "MFU" in header:
             cells.append("unknown" if row["mfu"] is None else f"{100 * row['mfu']:.1f}%")
         cells += [_loss(row["val_loss"].get(d)) for d in domains]
+        cells += [_loss(row["val_bpb"].get(d)) for d in bpb]
         cells += [_percent(row["accuracy"].get(t)) for t in tasks]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines) + "\n"

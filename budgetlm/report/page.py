@@ -225,10 +225,13 @@ def _loss_cards(run: Run) -> str:
     cards = []
     first = run.evals[0].get("val_loss", {}) if run.evals else {}
     entropy = run.start.get("unigram_entropy") or {}
+    bpb = run.final_val_loss("val_bpb")
     for domain, loss in run.final_val_loss().items():
         value = finite(loss)
         start = finite(first.get(domain))
         detail = f"from {start:.3f}" if start is not None else ""
+        if finite(bpb.get(domain)) is not None:
+            detail += f" · {bpb[domain]:.3f} bits/byte"
         if finite(entropy.get(domain)) is not None:
             detail += f" · unigram entropy {entropy[domain]:.2f}"
         cards.append(

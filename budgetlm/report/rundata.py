@@ -85,11 +85,13 @@ class Run:
             seen.update(dict.fromkeys(record.get("val_loss", {})))
         return list(seen)
 
-    def final_val_loss(self) -> dict[str, float]:
-        """The last validation loss per domain (the end record's, else the last evaluation's)."""
-        if self.end and self.end.get("val_loss"):
-            return dict(self.end["val_loss"])
-        return dict(self.evals[-1]["val_loss"]) if self.evals else {}
+    def final_val_loss(self, metric: str = "val_loss") -> dict[str, float]:
+        """The last validation loss per domain (the end record's, else the last evaluation's),
+        in nats per token, or in bits per byte with `metric` "val_bpb" ({} for runs from before
+        bits per byte)."""
+        if self.end and self.end.get(metric):
+            return dict(self.end[metric])
+        return dict(self.evals[-1].get(metric, {})) if self.evals else {}
 
     @cached_property
     def tokenizer_fingerprint(self) -> str | None:

@@ -23,7 +23,6 @@ def summarize(run_dir: str | Path) -> str:
             f"`budgetlm pretrain --resume --out {run_dir}`"
         )
     evals = records_of(records, "eval")
-    first, last = evals[0]["val_loss"], evals[-1]["val_loss"]
     seconds = end["seconds"]
     budget_time = seconds["steps"] + seconds["eval"] + seconds["checkpoint"]
     lines = [
@@ -35,15 +34,8 @@ def summarize(run_dir: str | Path) -> str:
         f"on {start['device']} ({start['precision']})",
         f"throughput: {end['tokens_per_s']:,.0f} tokens/s in training steps, "
         f"{end['flops'] / max(1e-9, seconds['steps']) / 1e12:.2f} TFLOP/s",
-        "validation loss (nats/token)   start -> final   unigram entropy of the data",
     ]
-    entropy = start.get("unigram_entropy", {})
-    for domain in last:
-        h = entropy.get(domain)
-        lines.append(
-            f"  {domain:<28} {first[domain]:6.3f} -> {last[domain]:6.3f}"
-            + (f"   {h:6.3f}" if h is not None else "")
-        )
+    lines += _validation_lines(evals, start)
     shares = [
         ("training steps", seconds["steps"]),
         ("evaluation", seconds["eval"]),
@@ -71,12 +63,41 @@ def summarize(run_dir: str | Path) -> str:
     return "\n".join(lines)
 
 
+def _validation_lines(evals: list[dict[str, Any]], start: dict[str, Any]) -> list[str]:
+    """Per domain: loss in nats per token and in bits per byte (start -> final), the
+    tokenizer's bytes per token, and the data's unigram entropy (what a model that ignores
+    context would reach); runs from before bits per byte show the loss alone."""
+    first, last = evals[0]["val_loss"], evals[-1]["val_loss"]
+    bpb_first, bpb_last = evals[0].get("val_bpb", {}), evals[-1].get("val_bpb", {})
+    compression = start.get("bytes_per_token") or {}
+    entropy = start.get("unigram_entropy", {})
+    width = max(12, *(len(d) for d in last))
+    lines = [
+        f"  {'validation':<{width}}  {'nats/token':^16}  {'bits/byte':^16}  {'bytes/token':>11}"
+        f"  {'unigram entropy':>15}"
+    ]
+    for domain in last:
+        bpb = (
+            f"{bpb_first[domain]:6.3f} -> {bpb_last[domain]:6.3f}"
+            if domain in bpb_first and domain in bpb_last
+            else ""
+        )
+        ratio = compression.get(domain)
+        h = entropy.get(domain)
+        lines.append(
+            f"  {domain:<{width}}  {first[domain]:6.3f} -> {last[domain]:6.3f}  {bpb:^16}"
+            f"  {f'{ratio:.2f}' if ratio else '':>11}  {f'{h:.3f}' if h is not None else '':>15}"
+        )
+    return lines
+
+
 def continual_lines(record: dict[str, Any], start: dict[str, Any]) -> list[str]:
     """The stability gap on new domains, forgetting on old ones, and downstream accuracy."""
     lines = [
         f"continued from {start.get('parent')} ({start.get('parent_checkpoint')}) with recipe "
         f"'{start.get('recipe')}', replay ratio {start.get('replay_ratio')}"
     ]
+    bpb = record.get("bpb", {})
     for domain, gap in record["new"].items():
         recovery = (
             "no gap"
@@ -85,14 +106,18 @@ def continual_lines(record: dict[str, Any], start: dict[str, Any]) -> list[str]:
             if gap["recovered"]
             else "not recovered"
         )
+        new_bpb = bpb.get("new", {}).get(domain)
         lines.append(
-            f"  new domain {domain}: loss {gap['start']:.3f} -> {gap['final']:.3f}, stability gap "
-            f"{gap['depth']:.3f} at step {gap['peak_step']}, {recovery}"
+            f"  new domain {domain}: loss {gap['start']:.3f} -> {gap['final']:.3f}"
+            + (f" ({new_bpb['start']:.3f} -> {new_bpb['final']:.3f} bits/byte)" if new_bpb else "")
+            + f", stability gap {gap['depth']:.3f} at step {gap['peak_step']}, {recovery}"
         )
     for domain, change in record["forgetting"].items():
+        in_bpb = bpb.get("forgetting", {}).get(domain)
         lines.append(
-            f"  old domain {domain}: loss {change:+.3f} against the parent's final model "
-            "(forgetting)"
+            f"  old domain {domain}: loss {change:+.3f}"
+            + (f" ({in_bpb:+.3f} bits/byte)" if in_bpb is not None else "")
+            + " against the parent's final model (forgetting)"
         )
     for task, gap in record.get("accuracy", {}).items():
         if "/" in task:

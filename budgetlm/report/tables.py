@@ -46,7 +46,9 @@ def final_table(runs: list[Run], peak_flops: float | None) -> str:
     domains = list(dict.fromkeys(d for row in rows for d in row["val_loss"]))
     tasks = list(dict.fromkeys(t for row in rows for t in row["accuracy"]))
     header = ["run", "model", "params", "budget", "used", "tokens", "time", "tokens/s", "MFU"]
-    header += [f"loss · {d}" for d in domains] + [f"{t} acc." for t in tasks]
+    bpb = [d for d in domains if any(d in row["val_bpb"] for row in rows)]
+    header += [f"loss · {d}" for d in domains] + [f"bits/byte · {d}" for d in bpb]
+    header += [f"{t} acc." for t in tasks]
     body = []
     for row in rows:
         body.append(
@@ -61,6 +63,7 @@ def final_table(runs: list[Run], peak_flops: float | None) -> str:
                 _n(row["tokens_per_s"]),
                 "unknown" if row["mfu"] is None else f"{100 * row['mfu']:.1f}%",
                 *[_f(row["val_loss"].get(d)) for d in domains],
+                *[_f(row["val_bpb"].get(d)) for d in bpb],
                 *[_pct(row["accuracy"].get(t)) for t in tasks],
             ]
         )

@@ -84,10 +84,11 @@ def eval_records(run_dir: str | Path) -> list[dict[str, Any]]:
     return records_of(read_metrics(run_dir, missing_ok=True), "eval")
 
 
-def final_val_loss(run_dir: str | Path) -> dict[str, float] | None:
-    """Validation loss per domain at the run's last evaluation (None when it has none)."""
+def final_val_loss(run_dir: str | Path, metric: str = "val_loss") -> dict[str, float] | None:
+    """Validation loss per domain at the run's last evaluation, in nats per token or, with
+    `metric` "val_bpb", in bits per byte (None when it has none)."""
     evals = eval_records(run_dir)
-    return evals[-1]["val_loss"] if evals else None
+    return evals[-1].get(metric) if evals else None
 
 
 def _finite(value: Any) -> Any:

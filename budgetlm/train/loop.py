@@ -18,6 +18,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from budgetlm.errors import UserError
+from budgetlm.evaluate.bpb import bits_per_byte
 from budgetlm.evaluate.config import EvalConfig
 from budgetlm.evaluate.loss import validation_loss
 from budgetlm.train.checkpoint import (
@@ -134,9 +135,12 @@ class Trainer:
         host_model: Callable[[], torch.nn.Module] | None = None,
         after_step: Callable[[int], None] | None = None,
         spent_seconds: float = 0.0,
+        bytes_per_token: Mapping[str, float | None] | None = None,
     ) -> None:
         """`model` may be sharded with FSDP2 (train/sharding.py); `host_model` then builds an
         unsharded copy on the CPU, which checkpoints are written from and read into.
+        `bytes_per_token` (of each domain's scored validation text) adds bits per byte to
+        every evaluation.
         `spent_seconds` went to preparing the run and count against a time budget."""
         self.dist = dist or Distributed()
         world = self.dist.world_size
@@ -163,6 +167,7 @@ class Trainer:
         self._eager_fallback = wrapped if train.compile else None
         self.schedule, self.controller = schedule, controller
         self.val_streams = val_streams
+        self.bytes_per_token = dict(bytes_per_token or {})
         self.run_dir = Path(run_dir)
         self.cfg, self.eval_cfg, self.ckpt_cfg = train, evaluation, checkpoint
         self.metrics, self.progress = metrics, progress
@@ -482,12 +487,14 @@ class Trainer:
         s.seconds["eval"] += seconds
         s.evals_done += 1
         self.controller.observe_overhead("eval", seconds)
+        bpb = bits_per_byte(losses, self.bytes_per_token)
         self.metrics.write(
             "eval",
             step=s.step,
             tokens=s.tokens,
             elapsed=self._elapsed(),
             val_loss=losses,
+            **({"val_bpb": bpb} if bpb else {}),
             seconds=seconds,
             **extra,
         )

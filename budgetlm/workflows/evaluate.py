@@ -15,6 +15,7 @@ from budgetlm.data.store.dataset import PreparedDataset
 from budgetlm.data.store.tokenizer import TOKENIZER_FILE
 from budgetlm.errors import UserError
 from budgetlm.evaluate.arith import arith_evaluation
+from budgetlm.evaluate.bpb import bits_per_byte, bytes_per_token
 from budgetlm.evaluate.harness import HarnessScorer, resolve_tasks, run_tasks
 from budgetlm.evaluate.heldout import heldout_loss
 from budgetlm.io import Log, write_text_atomic
@@ -37,7 +38,8 @@ def evaluate(
     tokens_per_domain: int | None = None,
     log: Log = print,
 ) -> dict[str, Any]:
-    """Evaluate a run's newest checkpoint: held-out loss per domain on the validation split of
+    """Evaluate a run's newest checkpoint: held-out loss per domain (nats per token and bits per
+    byte) on the validation split of
     the data it trained on (or of `data` sources / a `prepared` dataset, tokenized with its
     tokenizer), all of it or `tokens_per_domain` tokens; exact-match accuracy on builtin:arith
     when present; lm-evaluation-harness `tasks` (at most `limit` items each) on the model in
@@ -77,12 +79,17 @@ def evaluate(
         autocast,
         log,
     )
+    compression = {  # heldout_loss scores stream[1 : count + 1] of each domain
+        d: bytes_per_token(tokenizer, streams[d][1 : counts[d] + 1]) for d in losses
+    }
     result: dict[str, Any] = {
         "run": str(run_dir.resolve()),
         "checkpoint": found[0].name,
         "step": found[1]["step"],
         "data": {domain: str(dataset.path) for domain, dataset in datasets.items()},
         "val_loss": losses,
+        "val_bpb": bits_per_byte(losses, compression),
+        "bytes_per_token": compression,
         "val_tokens": counts,
     }
     arith = arith_evaluation(tokenizer, list({id(d): d for d in datasets.values()}.values()))

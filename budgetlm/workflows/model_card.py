@@ -57,12 +57,20 @@ def model_card(run_dir: str | Path, config: RunConfig) -> str:
     lines += [f"| {key} | {value} |" for key, value in rows if value not in (None, "")]
     losses = end.get("val_loss") or {}
     if losses:
-        lines += ["", "Final held-out loss per domain (nats/token):", ""]
-        lines += ["| domain | loss | forgetting | stability gap (depth) |", "|---|---|---|---|"]
+        bpb, in_bits = end.get("val_bpb") or {}, continual.get("bpb") or {}
+        lines += ["", "Final held-out loss per domain (nats/token, and bits per byte):", ""]
+        lines += [
+            "| domain | loss | bits/byte | forgetting | forgetting (bits/byte) | stability gap |",
+            "|---|---|---|---|---|---|",
+        ]
         for domain, loss in losses.items():
             forgetting = (continual.get("forgetting") or {}).get(domain)
+            forgetting_bits = (in_bits.get("forgetting") or {}).get(domain)
             gap = ((continual.get("new") or {}).get(domain) or {}).get("depth")
-            lines.append(f"| {domain} | {_num(loss)} | {_num(forgetting)} | {_num(gap)} |")
+            lines.append(
+                f"| {domain} | {_num(loss)} | {_num(bpb.get(domain))} | {_num(forgetting)} | "
+                f"{_num(forgetting_bits)} | {_num(gap)} |"
+            )
         lines += [
             "",
             "Forgetting is the rise of a replayed domain's loss against the base model; the "

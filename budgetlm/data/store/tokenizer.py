@@ -127,6 +127,12 @@ class Tokenizer:
         ids = ids.tolist() if hasattr(ids, "tolist") else list(ids)  # numpy arrays from shards
         return self._hf.decode(ids, skip_special_tokens=False)
 
+    def text_bytes(self, ids) -> int:
+        """UTF-8 bytes of the text that `ids` stand for, special tokens (EOS, BOS) counted as
+        none: the denominator of bits per byte."""
+        ids = ids.tolist() if hasattr(ids, "tolist") else list(ids)
+        return len(self._hf.decode(ids, skip_special_tokens=True).encode("utf-8"))
+
     @property
     def vocab_size(self) -> int:
         """Number of token ids, EOS included."""

@@ -62,6 +62,8 @@ class Parent:
     """The parent run's config; None for a Hugging Face model."""
     final_val_loss: dict[str, float] = field(default_factory=dict)
     """Held-out loss per domain of the parent's final model; {} when unknown."""
+    final_val_bpb: dict[str, float] = field(default_factory=dict)
+    """The same in bits per byte; {} when unknown (runs from before bits per byte)."""
 
     @property
     def is_run(self) -> bool:
@@ -118,6 +120,7 @@ def open_parent(
             lr=config.train.lr,
             config=config,
             final_val_loss=final_val_loss(path) or {},
+            final_val_bpb=final_val_loss(path, "val_bpb") or {},
         )
     if not is_hf_model_dir(path):
         raise UserError(

@@ -110,6 +110,7 @@ def continue_pretraining(
             "recipe": cont.recipe,
             "replay_ratio": ratio,
             "parent_final_val_loss": parent.final_val_loss,
+            "parent_final_val_bpb": parent.final_val_bpb,
         },
     )
 

@@ -78,6 +78,12 @@ def test_replay_recipe_measures_gap_and_forgetting(setup):
         evals[-1]["val_loss"]["prose"] - evals[0]["val_loss"]["prose"]
     )
     assert "stability gap" in result.summary and "forgetting" in result.summary
+    in_bits = summary["bpb"]  # the same in bits per byte, against the parent's final bpb
+    assert in_bits["forgetting"]["prose"] == pytest.approx(
+        evals[-1]["val_bpb"]["prose"] - evals[0]["val_bpb"]["prose"]
+    )
+    assert in_bits["new"]["code"]["final"] == evals[-1]["val_bpb"]["code"]
+    assert "bits/byte) against the parent's final model" in result.summary
 
 
 def test_final_recipes_start_from_the_parents_final_weights(setup):
