@@ -49,6 +49,16 @@ class ContinualConfig:
     subset_fraction: float | None = None
     """Share of the new data's documents to train on, chosen by the model's loss (lowest first);
     default: the recipe's (1.0 = all)."""
+    extend_vocab: int = 0
+    """Learn up to this many new tokens from the new data and add them to the model's tokenizer,
+    embeddings and head (data/store/vocab_extension.py); 0: keep the parent's tokenizer."""
+    vocab_init: str = "mean"
+    """How the new rows start: mean (of the old tokens each stood for), focus or random
+    (model/vocab_resize.py)."""
+    vocab_warmup: float = 0.0
+    """Share of the steps that train only the embeddings and head, before everything trains."""
+    new_rows_lr_scale: float = 1.0
+    """Learning-rate multiplier for the new tokens' embedding and head rows."""
 
 
 @dataclass

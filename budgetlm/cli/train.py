@@ -100,6 +100,13 @@ def add_continue(sub: Any, name: str, purpose: str) -> None:
         "(--model.lora_rank, --model.lora_alpha, --model.lora_targets; default: full training)",
     )
     p.add_argument(
+        "--extend-vocab",
+        type=int,
+        metavar="N",
+        help="learn up to N new tokens from the new data and add them to the model's tokenizer, "
+        "embeddings and head (--continual.vocab_init mean|focus|random)",
+    )
+    p.add_argument(
         "--trust-remote-code",
         action="store_true",
         help="allow a Hugging Face model whose code is not part of transformers (runs it)",
@@ -135,6 +142,8 @@ def run_continue(args: argparse.Namespace, overrides: Overrides) -> None:
         flags.append(("continual.trust_remote_code", True))
     if args.adapter:
         flags.append(("model.adapter", args.adapter))
+    if args.extend_vocab is not None:
+        flags.append(("continual.extend_vocab", args.extend_vocab))
     if args.resume and flags:
         raise UserError("--resume continues a run with its saved config.yaml; pass only --out")
     if not args.resume and not (args.data or args.prepared or args.config):

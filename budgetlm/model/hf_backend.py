@@ -12,6 +12,7 @@ A model that needs remote code is only built with `model.trust_remote_code` (--t
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -178,14 +179,27 @@ def _from_config(config: ModelConfig) -> nn.Module:
     )
 
 
-def load_pretrained(model: HFCausalLM, folder: str | Path) -> None:
+def load_pretrained(
+    model: HFCausalLM,
+    folder: str | Path,
+    transform: Callable[[dict[str, Tensor], dict[str, Tensor]], dict[str, Tensor]] | None = None,
+) -> None:
     """Load a model folder's weights into `model`, as `from_pretrained` reads them (sharded
-    safetensors, renamed keys and tied heads handled by transformers)."""
+    safetensors, renamed keys and tied heads handled by transformers); `transform(state,
+    target)` may fit the state to the model first (more vocabulary rows)."""
     transformers = transformers_module()
     loaded = transformers.AutoModelForCausalLM.from_pretrained(
         folder, dtype=torch.float32, trust_remote_code=model.config.trust_remote_code
     )
     state = loaded.state_dict()
+    del loaded
+    if transform is not None:
+        target = model.hf.state_dict()
+        if model.config.adapter == "lora":
+            from budgetlm.model.lora import base_name
+
+            target = {base_name(n): t for n, t in target.items() if "lora_" not in n}
+        state = transform(state, target)
     if model.config.adapter == "lora":  # the base weights under their LoRA wrappers' names
         from budgetlm.model.lora import base_state_to_adapted
 

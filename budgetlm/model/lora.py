@@ -83,13 +83,17 @@ def base_state_to_adapted(adapted: nn.Module, base: dict[str, Tensor]) -> dict[s
     pretrained weights load under their LoRA wrappers; the adapter weights keep their init."""
     state = {}
     for name in adapted.state_dict():
-        if "lora_" in name:
-            continue
-        key = name.removeprefix(PEFT_PREFIX).replace(".base_layer.", ".")
-        key = key.replace(".modules_to_save.default.", ".").replace(".original_module.", ".")
-        if key in base:
+        key = base_name(name)
+        if "lora_" not in name and key in base:
             state[name] = base[key]
     return state
+
+
+def base_name(name: str) -> str:
+    """The base model's name of an adapted model's state-dict entry (peft's prefixes and
+    wrappers taken off)."""
+    key = name.removeprefix(PEFT_PREFIX).replace(".base_layer.", ".")
+    return key.replace(".modules_to_save.default.", ".").replace(".original_module.", ".")
 
 
 def merged(adapted: nn.Module) -> nn.Module:

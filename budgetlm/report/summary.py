@@ -114,6 +114,15 @@ def continual_lines(record: dict[str, Any], start: dict[str, Any]) -> list[str]:
         )
     for domain, change in record["forgetting"].items():
         in_bpb = bpb.get("forgetting", {}).get(domain)
+        if start.get("vocab_extension"):  # nats/token were measured against this run's start
+            lines.append(
+                f"  old domain {domain}: {in_bpb:+.3f} bits/byte against the parent's final model "
+                f"(forgetting); loss {change:+.3f} nats/token against this run's start (the "
+                "vocabulary grew, so tokens differ from the parent's)"
+                if in_bpb is not None
+                else f"  old domain {domain}: loss {change:+.3f} against this run's start"
+            )
+            continue
         lines.append(
             f"  old domain {domain}: loss {change:+.3f}"
             + (f" ({in_bpb:+.3f} bits/byte)" if in_bpb is not None else "")

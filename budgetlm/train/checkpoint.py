@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_model, save_model
+from safetensors.torch import load_file, load_model, save_model
 
 from budgetlm.errors import UserError
 
@@ -103,11 +103,24 @@ def latest_checkpoint(run_dir: str | Path, log=print) -> tuple[Path, dict[str, A
     return None
 
 
-def load_weights(path: str | Path, model: torch.nn.Module) -> None:
-    """Load a checkpoint's weights into `model`, with a clear error on an architecture mismatch."""
+def load_weights(
+    path: str | Path,
+    model: torch.nn.Module,
+    transform: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]] | None = None,
+) -> None:
+    """Load a checkpoint's weights into `model`, with a clear error on an architecture mismatch;
+    `transform(state, target)` may fit the state to the model first (more vocabulary rows)."""
     file = Path(path) / MODEL_FILE if Path(path).is_dir() else Path(path)
     try:
-        load_model(model, str(file), strict=True)
+        if transform is None:
+            load_model(model, str(file), strict=True)
+        else:
+            target = model.state_dict()
+            state = transform(load_file(str(file)), target)
+            if getattr(getattr(model, "config", None), "tie_embeddings", False):
+                shared = state.get("tok_emb.weight", state.get("lm_head.weight"))
+                state["tok_emb.weight"] = state["lm_head.weight"] = shared
+            model.load_state_dict(state, strict=True)
     except (RuntimeError, SafetensorError) as e:
         first = str(e).strip().splitlines()[0][:300]
         raise UserError(

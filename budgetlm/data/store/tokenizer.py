@@ -127,6 +127,10 @@ class Tokenizer:
         ids = ids.tolist() if hasattr(ids, "tolist") else list(ids)  # numpy arrays from shards
         return self._hf.decode(ids, skip_special_tokens=False)
 
+    def to_json(self) -> str:
+        """The tokenizer.json text (what `save` writes)."""
+        return self._hf.to_str()
+
     def text_bytes(self, ids) -> int:
         """UTF-8 bytes of the text that `ids` stand for, special tokens (EOS, BOS) counted as
         none: the denominator of bits per byte."""

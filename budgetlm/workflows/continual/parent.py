@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from budgetlm.config import RunConfig, load_config
 from budgetlm.data.store.tokenizer import TOKENIZER_FILE
@@ -43,6 +43,10 @@ HF_DEFAULT_LR = 3e-4
 """Peak LR for continuing a Hugging Face model, whose pre-training LR is not recorded: the
 usual peak of 100M-1B-parameter pre-training runs (Pythia, OLMo), which is what re-warming
 targets in Ibrahim et al., "Simple and Scalable Strategies to Continually Pre-train LLMs"."""
+
+
+StateTransform = Callable[[dict[str, Tensor], dict[str, Tensor]], dict[str, Tensor]]
+"""Fits a parent's state dict to the model being trained (given its state dict)."""
 
 
 @dataclass
@@ -81,14 +85,22 @@ class Parent:
             return "hf"
         return _tagged_checkpoint(self.path, recipe).name
 
-    def weight_loader(self, recipe: Recipe) -> Callable[[nn.Module], None]:
-        """A function that loads the recipe's starting weights into the built model."""
+    def weight_loader(
+        self, recipe: Recipe, transform: StateTransform | None = None
+    ) -> Callable[[nn.Module], None]:
+        """A function that loads the recipe's starting weights into the built model;
+        `transform(state, target)` fits them to it first (a grown vocabulary)."""
         if not self.is_run and self.model.backend == HF_BACKEND:
-            return lambda model: load_pretrained(model, self.path)
+            return lambda model: load_pretrained(model, self.path, transform)
         if not self.is_run:
+            if transform is not None:
+                raise UserError(
+                    "--extend-vocab needs the transformers backend for a Hugging Face model; "
+                    "drop --continual.backend native"
+                )
             return lambda model: load_hf_weights(self.path, model)
         checkpoint = _tagged_checkpoint(self.path, recipe)
-        return lambda model: load_weights(checkpoint, model)
+        return lambda model: load_weights(checkpoint, model, transform)
 
     def restore_optimizer(self, recipe: Recipe, optimizer: torch.optim.Optimizer) -> None:
         """Continue the optimizer's moments when the parent saved them (budgetlm runs); a

@@ -30,6 +30,7 @@ from budgetlm.run.directory import open_resume
 from budgetlm.workflows.continual.parent import HF_DEFAULT_LR, Parent, open_parent
 from budgetlm.workflows.continual.recipes import Recipe, get_recipe
 from budgetlm.workflows.continual.replay import replay_data
+from budgetlm.workflows.continual.vocab import plan_vocabulary, train_bytes_per_token
 from budgetlm.workflows.data import open_data
 
 CONTINUAL_EARLY_EVALS = [0.005, 0.01, 0.02, 0.03, 0.05, 0.075]
@@ -69,7 +70,12 @@ def continue_pretraining(
     start = parent.start_point(recipe)  # fails early when the recipe cannot start from it
     t0 = time.perf_counter()
     new = open_data(config, tokenizer=parent.tokenizer, log=log)
-    old = replay_data(parent, config, cont.replay, log)
+    vocab = None
+    if cont.extend_vocab:
+        vocab = plan_vocabulary(config, parent.tokenizer, parent.model.vocab_size, new, log)
+        new = open_data(config, tokenizer=vocab.tokenizer, log=log)  # re-tokenized
+    tokenizer = vocab.tokenizer if vocab else parent.tokenizer
+    old = replay_data(parent, config, cont.replay, log, tokenizer)
     ratio = recipe.replay_ratio if cont.replay_ratio is None else cont.replay_ratio
     if old is None and ratio > 0:
         log(
@@ -80,7 +86,12 @@ def continue_pretraining(
         ratio = 0.0
     data = with_replay(new, old, ratio, config.data.weights)
     apply_recipe(config, parent, recipe, log)
-    load = parent.weight_loader(recipe)
+    transform = None
+    if vocab is not None:
+        vocab.fit_model(config)
+        streams = [new.tokens("train", d) for d in new.domains]
+        transform = vocab.transform(streams, config.train.seed)
+    load = parent.weight_loader(recipe, transform)
     fraction = recipe.subset_fraction if cont.subset_fraction is None else cont.subset_fraction
     if fraction < 1:
         keep_best_documents(data, new, config, load, fraction, log)
@@ -91,13 +102,14 @@ def continue_pretraining(
 
     def init(model: LanguageModel, optimizer: torch.optim.Optimizer) -> None:
         load(model)
-        parent.restore_optimizer(recipe, optimizer)
+        if vocab is None:  # the parent's moments are of the old vocabulary's shapes
+            parent.restore_optimizer(recipe, optimizer)
 
     datasets = [new] + ([old] if old is not None else [])
     return run_training(
         config,
         data,
-        parent.tokenizer,
+        tokenizer,
         run_dir,
         log,
         data_seconds=time.perf_counter() - t0,
@@ -109,8 +121,11 @@ def continue_pretraining(
             "parent_checkpoint": start,
             "recipe": cont.recipe,
             "replay_ratio": ratio,
-            "parent_final_val_loss": parent.final_val_loss,
+            # a grown vocabulary tokenizes the old text anew: its loss per token is measured
+            # against this run's start, and against the parent's in bits per byte only
+            "parent_final_val_loss": {} if vocab else parent.final_val_loss,
             "parent_final_val_bpb": parent.final_val_bpb,
+            **(vocab.start_fields(train_bytes_per_token(new, new.tokenizer)) if vocab else {}),
         },
     )
 
