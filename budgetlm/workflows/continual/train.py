@@ -30,7 +30,11 @@ from budgetlm.run.directory import open_resume
 from budgetlm.workflows.continual.parent import HF_DEFAULT_LR, Parent, open_parent
 from budgetlm.workflows.continual.recipes import Recipe, get_recipe
 from budgetlm.workflows.continual.replay import replay_data
-from budgetlm.workflows.continual.vocab import plan_vocabulary, train_bytes_per_token
+from budgetlm.workflows.continual.vocab import (
+    check_extension_settings,
+    plan_vocabulary,
+    train_bytes_per_token,
+)
 from budgetlm.workflows.data import open_data
 
 CONTINUAL_EARLY_EVALS = [0.005, 0.01, 0.02, 0.03, 0.05, 0.075]
@@ -68,6 +72,8 @@ def continue_pretraining(
     parent = open_parent(cont.from_run, cont.seq_len, cont.backend, cont.trust_remote_code)
     recipe = get_recipe(cont.recipe)
     start = parent.start_point(recipe)  # fails early when the recipe cannot start from it
+    if cont.extend_vocab:
+        check_extension_settings(config)
     t0 = time.perf_counter()
     new = open_data(config, tokenizer=parent.tokenizer, log=log)
     vocab = None

@@ -78,11 +78,8 @@ class VocabularyPlan:
         }
 
 
-def plan_vocabulary(
-    config: RunConfig, parent_tokenizer: Path, old_rows: int, new: PreparedDataset, log: Log
-) -> VocabularyPlan:
-    """Learn up to continual.extend_vocab tokens from `new` (the new data, tokenized with the
-    parent's tokenizer) and save the extended tokenizer in the data cache."""
+def check_extension_settings(config: RunConfig) -> None:
+    """Refuse --extend-vocab settings that cannot work, before any data is read."""
     cont = config.continual
     if cont.vocab_init not in INITS:
         raise UserError(
@@ -98,6 +95,20 @@ def plan_vocabulary(
             "--extend-vocab with --adapter lora needs the new rows to train: add "
             "--model.lora_train_embeddings true"
         )
+    if not 0 <= cont.vocab_warmup < 1:
+        raise UserError(f"continual.vocab_warmup must be in [0, 1), got {cont.vocab_warmup}")
+    if not cont.new_rows_lr_scale > 0:
+        raise UserError(
+            f"continual.new_rows_lr_scale must be positive, got {cont.new_rows_lr_scale}"
+        )
+
+
+def plan_vocabulary(
+    config: RunConfig, parent_tokenizer: Path, old_rows: int, new: PreparedDataset, log: Log
+) -> VocabularyPlan:
+    """Learn up to continual.extend_vocab tokens from `new` (the new data, tokenized with the
+    parent's tokenizer) and save the extended tokenizer in the data cache."""
+    cont = config.continual
     old = Tokenizer.load(parent_tokenizer)
     extension = extend_vocabulary(old, _documents(new, old), cont.extend_vocab)
     if not extension.added:
