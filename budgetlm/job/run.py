@@ -48,7 +48,7 @@ from budgetlm.run.records import MetricsLog, NullMetrics
 from budgetlm.train.checkpoint import latest_checkpoint, list_checkpoints
 from budgetlm.train.distributed import barrier, broadcast, init_distributed
 from budgetlm.train.host_memory import reuse_freed_memory
-from budgetlm.train.loop import Trainer
+from budgetlm.train.loop import StepRule, Trainer
 from budgetlm.train.optim import build_optimizer
 from budgetlm.train.progress import Progress
 from budgetlm.train.recompute import checkpoint_blocks
@@ -79,10 +79,12 @@ def run_training(
     extra_evaluation: EvaluationBuilder | None = None,
     start_fields: dict[str, Any] | None = None,
     started_at: float | None = None,
+    step_rule: Callable[[torch.nn.Module], StepRule] | None = None,
 ) -> RunResult:
     """Train `config.model` on `data` within `config.budget`; resume when `run_dir` is given.
     A new run's time budget also pays for the time since `started_at` (time.perf_counter() when
-    the command started; default: `data_seconds` ago)."""
+    the command started; default: `data_seconds` ago). `step_rule(model)` builds what the
+    trainer calls around each optimizer step (new vocabulary rows' rules)."""
     t0 = time.perf_counter()
     command_start = started_at if started_at is not None else t0 - data_seconds
     threads, threads_line = fit_threads()
@@ -158,6 +160,7 @@ def run_training(
             after_step=curriculum.after_step if curriculum else None,
             spent_seconds=0.0 if resume else time.perf_counter() - command_start,
             bytes_per_token=compression,
+            step_rule=step_rule(model) if step_rule else None,
         )
         if resume:
             restore_latest(trainer, run_dir, log)

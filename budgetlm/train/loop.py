@@ -109,6 +109,15 @@ class TrainResult:
     tokens_per_second: float
 
 
+class StepRule(Protocol):
+    """Something done around each optimizer step (train/new_rows.py): `before_step` once the
+    gradients are summed and clipped, `after_step` right after the update."""
+
+    def before_step(self, step: int, total_steps: int) -> None: ...
+
+    def after_step(self) -> None: ...
+
+
 class Trainer:
     """Runs optimizer steps with gradient accumulation, bf16 autocast and clipping."""
 
@@ -136,11 +145,12 @@ class Trainer:
         after_step: Callable[[int], None] | None = None,
         spent_seconds: float = 0.0,
         bytes_per_token: Mapping[str, float | None] | None = None,
+        step_rule: StepRule | None = None,
     ) -> None:
         """`model` may be sharded with FSDP2 (train/sharding.py); `host_model` then builds an
         unsharded copy on the CPU, which checkpoints are written from and read into.
         `bytes_per_token` (of each domain's scored validation text) adds bits per byte to
-        every evaluation.
+        every evaluation. `step_rule` is called around each optimizer step.
         `spent_seconds` went to preparing the run and count against a time budget."""
         self.dist = dist or Distributed()
         world = self.dist.world_size
@@ -168,6 +178,7 @@ class Trainer:
         self.schedule, self.controller = schedule, controller
         self.val_streams = val_streams
         self.bytes_per_token = dict(bytes_per_token or {})
+        self.step_rule = step_rule
         self.run_dir = Path(run_dir)
         self.cfg, self.eval_cfg, self.ckpt_cfg = train, evaluation, checkpoint
         self.metrics, self.progress = metrics, progress
@@ -390,7 +401,11 @@ class Trainer:
             grad_norm = local_value(grad_norm)
         else:
             grad_norm = torch.zeros(())
+        if self.step_rule is not None:
+            self.step_rule.before_step(s.step, s.total_steps)
         self.optimizer.step()
+        if self.step_rule is not None:
+            self.step_rule.after_step()
         self.optimizer.zero_grad(set_to_none=True)
         return total, grad_norm
 

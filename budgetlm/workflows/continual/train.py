@@ -133,6 +133,7 @@ def continue_pretraining(
             "parent_final_val_bpb": parent.final_val_bpb,
             **(vocab.start_fields(train_bytes_per_token(new, new.tokenizer)) if vocab else {}),
         },
+        step_rule=vocab.step_rule(config) if vocab else None,
     )
 
 

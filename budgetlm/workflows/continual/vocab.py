@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from torch import Tensor
+from torch import Tensor, nn
 
 from budgetlm.config import RunConfig
 from budgetlm.data.prepare.cache import default_cache_dir
@@ -22,6 +22,7 @@ from budgetlm.evaluate.bpb import bytes_per_token
 from budgetlm.io import Log
 from budgetlm.model.config import HF_BACKEND
 from budgetlm.model.vocab_resize import INITS, focus_weights, grow_rows, grown_state
+from budgetlm.train.new_rows import NewRowsRule
 
 LEARN_TOKENS = 5_000_000
 """Tokens of the new training data (per domain, from the start) the new merges are learned on."""
@@ -38,6 +39,8 @@ class VocabularyPlan:
     rows: int
     init: str
     before: dict[str, float]
+    warmup: float = 0.0
+    lr_scale: float = 1.0
     """Bytes per token of each new domain's training text with the old tokenizer."""
 
     def fit_model(self, config: RunConfig) -> None:
@@ -63,6 +66,17 @@ class VocabularyPlan:
 
         return transform
 
+    def step_rule(self, config: RunConfig) -> Callable[[nn.Module], NewRowsRule] | None:
+        """The warm-up and new-row learning rate of continual.vocab_warmup and
+        continual.new_rows_lr_scale, when either is set."""
+        cont = config.continual
+        if cont.vocab_warmup == 0 and cont.new_rows_lr_scale == 1:
+            return None
+        ids = list(self.extension.added)
+        return lambda model: NewRowsRule(
+            model, self.rows, ids, cont.vocab_warmup, cont.new_rows_lr_scale
+        )
+
     def start_fields(self, after: dict[str, float | None]) -> dict[str, Any]:
         """What the start record says of the extension: tokens added, initialisation, and each
         new domain's bytes per token before and after (the compression gained)."""
@@ -72,6 +86,8 @@ class VocabularyPlan:
                 "first_id": self.extension.first_id,
                 "rows": self.rows,
                 "init": self.init,
+                "warmup": self.warmup,
+                "new_rows_lr_scale": self.lr_scale,
                 "bytes_per_token_before": self.before,
                 "bytes_per_token_after": after,
             }
@@ -130,8 +146,9 @@ def plan_vocabulary(
         "tokenizes as before except where a new token joins tokens of one word"
     )
     return VocabularyPlan(
-        extension, folder / TOKENIZER_FILE, old_rows, rows, cont.vocab_init, before
-    )
+        extension, folder / TOKENIZER_FILE, old_rows, rows, cont.vocab_init, before,
+        cont.vocab_warmup, cont.new_rows_lr_scale,
+    )  # fmt: skip
 
 
 def train_bytes_per_token(dataset: PreparedDataset, tokenizer: Tokenizer) -> dict[str, float]:

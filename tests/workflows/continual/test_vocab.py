@@ -140,6 +140,17 @@ def test_errors_name_the_fix(setup, tiny_prepared):
         continued(setup, "e1", **{"data.sources": [], "data.prepared": str(tiny_prepared)})
     with pytest.raises(UserError, match="continual.vocab_init must be one of mean, focus, random"):
         continued(setup, "e2", **{"continual.vocab_init": "zeros"})
+    with pytest.raises(UserError, match=r"continual.vocab_warmup must be in \[0, 1\)"):
+        continued(setup, "e3", **{"continual.vocab_warmup": 1.5})
+
+
+def test_a_warmup_and_new_row_lr_are_recorded_and_train(setup):
+    extra = {"continual.vocab_warmup": 0.5, "continual.new_rows_lr_scale": 3.0}
+    result = continued(setup, "warm", **extra)
+    grown = records(result.run_dir, "start")[0]["vocab_extension"]
+    assert grown["warmup"] == 0.5 and grown["new_rows_lr_scale"] == 3.0
+    evals = records(result.run_dir, "eval")
+    assert evals[-1]["val_loss"]["code"] < evals[0]["val_loss"]["code"]
 
 
 @pytest.mark.parametrize("arch, adapter", [("llama3", "none"), ("gemma3", "lora")])
