@@ -180,3 +180,18 @@ def write_hf_model(folder, model_type="llama", tie=False, texts=None, shard_size
     kwargs = {"max_shard_size": shard_size} if shard_size else {}
     model.save_pretrained(folder, **kwargs)
     return model
+
+
+def kill_after_step(monkeypatch, step):
+    """Make training die (KeyboardInterrupt) right after step `step` and its checkpoint, as a
+    killed process would; `monkeypatch.undo()` lets the run resume normally."""
+    from budgetlm.train.loop import Trainer
+
+    original = Trainer._maybe_checkpoint
+
+    def crash(self):
+        original(self)
+        if self.state.step == step:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "_maybe_checkpoint", crash)

@@ -9,7 +9,7 @@ from budgetlm import api
 from budgetlm.config import load_config
 from budgetlm.errors import UserError
 from budgetlm.train.checkpoint import list_checkpoints
-from budgetlm.train.loop import Trainer
+from tests.conftest import kill_after_step
 
 
 def records(run_dir, kind):
@@ -88,14 +88,7 @@ def test_loaded_model_gives_logits_and_generate_text(tiny_config):
 def test_killed_run_resumes_to_the_same_weights(tiny_config, monkeypatch):
     straight = api.pretrain(tiny_config(name="straight"), log=lambda _: None)
 
-    original = Trainer._maybe_checkpoint
-
-    def crash_after_step_7(self):
-        original(self)
-        if self.state.step == 7:
-            raise KeyboardInterrupt  # the process dies between checkpoints
-
-    monkeypatch.setattr(Trainer, "_maybe_checkpoint", crash_after_step_7)
+    kill_after_step(monkeypatch, 7)
     with pytest.raises(KeyboardInterrupt):
         api.pretrain(tiny_config(name="killed"), log=lambda _: None)
     monkeypatch.undo()

@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 from budgetlm import api
 from budgetlm.data.feed.skills import skillit_update
 from budgetlm.errors import UserError
-from budgetlm.train.loop import Trainer
+from tests.conftest import kill_after_step
 
 
 def records(run_dir: Path, kind: str) -> list[dict]:
@@ -90,14 +90,7 @@ def test_kill_and_resume_across_an_update_is_bitwise_exact(tiny_config, monkeypa
     settings = {"budget": "16steps", **skillit(**{"data.skill_probe_steps": 2,
                                                   "data.curriculum_every": 4})}  # fmt: skip
     straight = api.pretrain(tiny_config(name="straight", **settings), log=lambda _: None)
-    original = Trainer._maybe_checkpoint
-
-    def crash_after_step_7(self):
-        original(self)
-        if self.state.step == 7:
-            raise KeyboardInterrupt  # dies after the checkpoint at step 6, before the update at 8
-
-    monkeypatch.setattr(Trainer, "_maybe_checkpoint", crash_after_step_7)
+    kill_after_step(monkeypatch, 7)
     with pytest.raises(KeyboardInterrupt):
         api.pretrain(tiny_config(name="killed", **settings), log=lambda _: None)
     monkeypatch.undo()

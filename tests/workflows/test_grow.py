@@ -12,8 +12,8 @@ from budgetlm import api
 from budgetlm.cli import main
 from budgetlm.errors import UserError
 from budgetlm.model.growth import stack_layers
-from budgetlm.train.loop import Trainer
 from budgetlm.workflows import pretrain as pretrain_workflow
+from tests.conftest import kill_after_step
 
 DEEP = {"model.n_layers": 4}
 
@@ -68,14 +68,7 @@ def test_grown_run_starts_from_the_stacked_model_and_trains(tiny_config, small_r
 def test_killed_grown_run_resumes_without_the_small_run(tiny_config, small_run, monkeypatch):
     grow = {**DEEP, "growth.from_run": str(small_run.run_dir)}
     straight = api.pretrain(tiny_config(name="straight", **grow), log=lambda _: None)
-    original = Trainer._maybe_checkpoint
-
-    def crash_after_step_7(self):
-        original(self)
-        if self.state.step == 7:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(Trainer, "_maybe_checkpoint", crash_after_step_7)
+    kill_after_step(monkeypatch, 7)
     with pytest.raises(KeyboardInterrupt):
         api.pretrain(tiny_config(name="killed", **grow), log=lambda _: None)
     monkeypatch.undo()

@@ -9,7 +9,7 @@ import pytest
 
 from budgetlm import api
 from budgetlm.config import load_config
-from tests.conftest import ARCHITECTURES, write_corpus
+from tests.conftest import ARCHITECTURES, kill_after_step, write_corpus
 
 pytest.importorskip("transformers")
 
@@ -120,20 +120,11 @@ def test_export_keeps_the_architecture_and_the_logits(arch, tmp_path):
 def test_killed_run_resumes_bitwise(arch, monkeypatch, adapter):
     import torch
 
-    from budgetlm.train.loop import Trainer
-
     root, code, name, _, _ = arch
     run = f"{name}-{adapter}"
     extra = {"checkpoint.every": 0.25, "model.adapter": adapter}
     straight = continued(root, code, name, f"{run}-straight", **extra)
-    original = Trainer._maybe_checkpoint
-
-    def crash(self):
-        original(self)
-        if self.state.step == 5:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(Trainer, "_maybe_checkpoint", crash)
+    kill_after_step(monkeypatch, 5)
     with pytest.raises(KeyboardInterrupt):
         continued(root, code, name, f"{run}-killed", **extra)
     monkeypatch.undo()

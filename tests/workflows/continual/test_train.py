@@ -8,7 +8,7 @@ import pytest
 from budgetlm import api
 from budgetlm.config import load_config
 from budgetlm.errors import UserError
-from tests.conftest import TINY_MODEL, write_corpus
+from tests.conftest import TINY_MODEL, kill_after_step, write_corpus
 
 TINY = {
     **TINY_MODEL,
@@ -171,17 +171,9 @@ def test_missing_original_data_is_reported_and_replay_skipped(tmp_path):
 
 
 def test_killed_continual_run_resumes(setup, monkeypatch):
-    from budgetlm.train.loop import Trainer
 
     straight = continued(setup, "straight", **{"checkpoint.every": 0.25})
-    original = Trainer._maybe_checkpoint
-
-    def crash(self):
-        original(self)
-        if self.state.step == 5:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(Trainer, "_maybe_checkpoint", crash)
+    kill_after_step(monkeypatch, 5)
     with pytest.raises(KeyboardInterrupt):
         continued(setup, "killed", **{"checkpoint.every": 0.25})
     monkeypatch.undo()

@@ -14,7 +14,7 @@ from budgetlm.config import load_config
 from budgetlm.data.store.dataset import PreparedDataset
 from budgetlm.data.store.tokenizer import Tokenizer
 from budgetlm.errors import UserError
-from tests.conftest import write_corpus
+from tests.conftest import kill_after_step, write_corpus
 
 TINY = {
     "model.size": "custom",
@@ -111,19 +111,11 @@ def test_new_rows_start_as_asked_and_old_rows_as_the_parent(setup):
 
 
 def test_a_killed_grown_run_resumes_bitwise(setup, monkeypatch):
-    from budgetlm.train.loop import Trainer
 
     root, _, _ = setup
     extra = {"checkpoint.every": 0.25, "continual.vocab_init": "focus"}
     straight = continued(setup, "straight", **extra)
-    original = Trainer._maybe_checkpoint
-
-    def crash(self):
-        original(self)
-        if self.state.step == 5:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(Trainer, "_maybe_checkpoint", crash)
+    kill_after_step(monkeypatch, 5)
     with pytest.raises(KeyboardInterrupt):
         continued(setup, "killed", **extra)
     monkeypatch.undo()
