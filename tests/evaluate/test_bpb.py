@@ -30,6 +30,17 @@ def test_bits_per_byte_is_the_loss_in_bits_over_the_bytes_per_token():
     assert bpb == {"a": pytest.approx(2.0)}  # 3 bits per token, 1.5 bytes per token
 
 
+def test_a_hand_checked_example():
+    tokenizer = Tokenizer.train(["aé aé aé"] * 4, 300)
+    text = "aé" * 10  # 10 one-byte 'a' and 10 two-byte 'é': 30 bytes
+    ids = np.array(tokenizer.encode(text))
+    per_token = bytes_per_token(tokenizer, ids)
+    assert per_token == 30 / len(ids)
+    # a loss of 0.5 nats per token is 0.5 * len(ids) nats over 30 bytes, or / ln 2 bits
+    expected = 0.5 * len(ids) / 30 / math.log(2)
+    assert bits_per_byte({"d": 0.5}, {"d": per_token})["d"] == pytest.approx(expected)
+
+
 def test_scored_targets_are_the_targets_of_the_fixed_windows():
     stream = np.arange(100)
     for seq_len, max_tokens in ((8, 40), (8, 1000), (200, 50)):

@@ -127,10 +127,15 @@ def plan_vocabulary(
     cont = config.continual
     old = Tokenizer.load(parent_tokenizer)
     extension = extend_vocabulary(old, _documents(new, old), cont.extend_vocab)
-    if not extension.added:
+    if len(extension.added) < cont.extend_vocab:
         raise UserError(
-            "--extend-vocab found no pair of tokens seen twice in the new data to merge; "
-            "continue without it"
+            f"--extend-vocab {cont.extend_vocab:,} is more than the new data supports: it has "
+            f"only {len(extension.added):,} pairs of tokens seen at least twice to merge; fix: "
+            + (
+                f"--extend-vocab {len(extension.added):,} or less, or more new data"
+                if extension.added
+                else "continue without --extend-vocab, or with more new data"
+            )
         )
     folder = Path(config.data.cache_dir or default_cache_dir()) / "tokenizers"
     folder = folder / extension.tokenizer.fingerprint[:16]
@@ -139,8 +144,8 @@ def plan_vocabulary(
     rows = max(old_rows, extension.first_id + len(extension.added))
     before = {d: _train_bytes_per_token(new, d, old) for d in new.domains}
     log(
-        f"vocabulary: {len(extension.added):,} new tokens learned from the new data (asked "
-        f"{cont.extend_vocab:,}), ids {extension.first_id:,}-"
+        f"vocabulary: {len(extension.added):,} new tokens learned from the new data, ids "
+        f"{extension.first_id:,}-"
         f"{extension.first_id + len(extension.added) - 1:,}; embeddings and head grow from "
         f"{old_rows:,} to {rows:,} rows, new rows start as '{cont.vocab_init}'. Old text "
         "tokenizes as before except where a new token joins tokens of one word"

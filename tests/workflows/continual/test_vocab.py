@@ -134,6 +134,16 @@ def test_errors_name_the_fix(setup, tiny_prepared):
         continued(setup, "e2", **{"continual.vocab_init": "zeros"})
     with pytest.raises(UserError, match=r"continual.vocab_warmup must be in \[0, 1\)"):
         continued(setup, "e3", **{"continual.vocab_warmup": 1.5})
+    with pytest.raises(UserError, match=r"more than the new data supports: .* fix: --extend-vocab"):
+        continued(setup, "e4", **{"continual.extend_vocab": 100_000})
+
+
+def test_a_grown_model_refuses_data_prepared_with_the_old_tokenizer(setup):
+    _, parent, _ = setup
+    result = continued(setup, "grown-eval")
+    old_prepared = records(parent, "start")[0]["data"]["prose"]
+    with pytest.raises(UserError, match="tokenized with another tokenizer than the model's"):
+        api.evaluate(result.run_dir, prepared=old_prepared, log=lambda _: None)
 
 
 def test_a_warmup_and_new_row_lr_are_recorded_and_train(setup):
