@@ -15,7 +15,10 @@ base's data. Measured per variant, mean ± sd over seeds:
 - bits per byte on the new language's held-out pages;
 - forgetting on English prose and code, in bits per byte, against the base model;
 - the new language's bytes per token (the tokenizer's compression);
-- generation speed, in bytes of output text per second (greedy sampling, the same prompts).
+- generation speed: new tokens per second (greedy, the same prompts and number of new tokens),
+  and bytes of text per second at the new language's held-out bytes per token. The bytes that
+  greedy decoding of a small model happens to write (often long runs of one token) are kept
+  in results.json but vary too much with the output to compare.
 """
 
 from __future__ import annotations
@@ -104,16 +107,25 @@ def continued(args, base: Path, pages: Path, out: Path, variant: str, seed: int)
     return run
 
 
-def generation_speed(run: Path, lang: str, tokens: int) -> float:
-    """Bytes of generated text per second, over the language's prompts (after one warm-up)."""
-    api.generate(run, PROMPTS[lang][0], max_new_tokens=8)
+def generation_speed(run: Path, lang: str, tokens: int) -> tuple[float, float]:
+    """Generated tokens per second and bytes of generated text per second: the model loaded
+    once, `tokens` new tokens greedily from each of the language's prompts (no stop at EOS, so
+    every variant makes as many tokens), after one warm-up call."""
+    import torch
+
+    from budgetlm.model.generate import generate
+    from budgetlm.workflows.trained import load_model, load_tokenizer
+
+    model, tokenizer = load_model(run), load_tokenizer(run)
+    torch.set_num_threads(2)
+    generate(model, tokenizer.encode(PROMPTS[lang][0]), 8, temperature=0.0)
     nbytes, seconds = 0, 0.0
     for prompt in PROMPTS[lang]:
         t0 = time.perf_counter()
-        text = api.generate(run, prompt, max_new_tokens=tokens, temperature=0.0)
+        new = generate(model, tokenizer.encode(prompt), tokens, temperature=0.0)
         seconds += time.perf_counter() - t0
-        nbytes += len(text.encode("utf-8"))
-    return nbytes / seconds
+        nbytes += tokenizer.text_bytes(new)
+    return tokens * len(PROMPTS[lang]) / seconds, nbytes / seconds
 
 
 def stat(values: list[float]) -> str:
@@ -140,7 +152,8 @@ def main() -> None:
     base_bpb = records(base, "eval")[-1]["val_bpb"]
     rows = {}
     for variant in args.variants.split(","):
-        result = {"new": [], "prose": [], "code": [], "bytes_per_token": [], "gen": [], "sec": []}
+        result = {"new": [], "prose": [], "code": [], "bytes_per_token": [], "tok_s": [],
+                  "text_bytes_s": [], "gen_bytes_s": [], "sec": []}  # fmt: skip
         for seed in range(args.seeds):
             run = continued(args, base, pages, out, variant, seed)
             final = records(run, "eval")[-1]["val_bpb"]
@@ -150,7 +163,11 @@ def main() -> None:
             result["prose"].append(forgetting["prose"])
             result["code"].append(forgetting["code"])
             result["bytes_per_token"].append(start["bytes_per_token"][args.lang])
-            result["gen"].append(generation_speed(run, args.lang, args.gen_tokens))
+            tok_s, gen_bytes_s = generation_speed(run, args.lang, args.gen_tokens)
+            result["tok_s"].append(tok_s)
+            result["gen_bytes_s"].append(gen_bytes_s)  # of what greedy decoding wrote
+            # tokens/s times the held-out text's bytes per token: bytes/s of text like the pages
+            result["text_bytes_s"].append(tok_s * start["bytes_per_token"][args.lang])
             result["sec"].append(records(run, "end")[-1]["seconds"]["steps"])
         rows[variant] = result
     first = records(out / f"{args.variants.split(',')[0]}-seed0", "eval")[0]["val_bpb"]
@@ -160,11 +177,12 @@ def main() -> None:
         f"continue {args.budget} on manpages-{args.lang} with replay; extension "
         f"{args.extend} tokens; {args.seeds} seeds (mean ± sd)"
     )
-    header = ("new bits/byte", "prose forget", "code forget", "bytes/token", "gen bytes/s",
-              "train s")  # fmt: skip
+    header = ("new bits/byte", "prose forget", "code forget", "bytes/token", "gen tokens/s",
+              "gen text bytes/s", "train s")  # fmt: skip
     print(f"{'variant':<8} " + " ".join(f"{h:>18}" for h in header))
     for variant, r in rows.items():
-        cells = [r[k] for k in ("new", "prose", "code", "bytes_per_token", "gen", "sec")]
+        keys = ("new", "prose", "code", "bytes_per_token", "tok_s", "text_bytes_s", "sec")
+        cells = [r[k] for k in keys]
         print(f"{variant:<8} " + " ".join(f"{stat(c):>18}" for c in cells), flush=True)
     (out / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
 

@@ -93,6 +93,7 @@ def test_new_rows_start_as_asked_and_old_rows_as_the_parent(setup):
     root, parent, code = setup
     parent_state = api.load_model(parent).state_dict()
     config = load_config(None, [("data.sources", [code]), ("continual.extend_vocab", 40),
+                                ("continual.vocab_init", "mean"),
                                 ("data.cache_dir", str(root / "cache"))])  # fmt: skip
     from budgetlm.workflows.data import open_data
 
@@ -113,7 +114,7 @@ def test_new_rows_start_as_asked_and_old_rows_as_the_parent(setup):
 def test_a_killed_grown_run_resumes_bitwise(setup, monkeypatch):
 
     root, _, _ = setup
-    extra = {"checkpoint.every": 0.25, "continual.vocab_init": "focus"}
+    extra = {"checkpoint.every": 0.25}  # the default init, focus
     straight = continued(setup, "straight", **extra)
     kill_after_step(monkeypatch, 5)
     with pytest.raises(KeyboardInterrupt):
