@@ -19,13 +19,15 @@ def test_one_row_per_run_with_final_losses(report_runs):
         "time",
         "tokens/s",
     ]
-    assert header[9:] == ["val loss prose", "val loss code", "val loss notes"]
+    assert header[9:12] == ["val loss prose", "val loss code", "val loss notes"]
+    assert header[12:] == ["bits/byte prose", "bits/byte code", "bits/byte notes"]
     parent = [c.strip() for c in lines[2].strip("|").split("|")]
     assert parent[0] == "parent" and parent[3] == "12steps" and parent[4] == "100%"
     assert parent[9] == f"{runs[0].end['val_loss']['prose']:.3f}"
     assert parent[11] == "–"  # the parent never saw 'notes'
     continual = [c.strip() for c in lines[3].strip("|").split("|")]
     assert continual[11] == f"{runs[1].end['val_loss']['notes']:.3f}"
+    assert continual[14] == f"{runs[1].end['val_bpb']['notes']:.3f}"
 
 
 def test_mfu_column_only_with_a_peak(report_runs):

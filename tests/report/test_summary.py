@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 
@@ -51,9 +52,21 @@ def test_summary_reports_losses_entropy_and_budget_shares(tmp_path):
     )
     text = summarize(tmp_path / "run")
     assert "10 steps, 2,560 tokens in 30.0s of training (budget 5m)" in text
-    assert "8.300 ->  4.250    6.500" in text
+    assert re.search(r"prose +8\.300 ->  4\.250 +6\.500", text)  # no bits/byte in old runs
     assert "training steps 24.0s (80%), evaluation 4.0s (13%), checkpoints 2.0s (7%)" in text
     assert "data preparation 5.0s" in text
+
+
+def test_summary_shows_bits_per_byte_and_bytes_per_token(tmp_path):
+    start = {**START, "bytes_per_token": {"prose": 4.0}}
+    evals = [
+        {"type": "eval", "step": s, "val_loss": {"prose": v}, "val_bpb": {"prose": b}}
+        for s, v, b in ((0, 8.3, 3.0), (10, 4.25, 1.5))
+    ]
+    write(tmp_path / "run", [start, *evals, END])
+    text = summarize(tmp_path / "run")
+    assert "bits/byte" in text and "bytes/token" in text
+    assert re.search(r"prose +8\.300 ->  4\.250   3\.000 ->  1\.500 +4\.00 +6\.500", text)
 
 
 def test_unfinished_run_says_how_to_resume(tmp_path):
