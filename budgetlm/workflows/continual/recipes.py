@@ -69,7 +69,7 @@ RECIPES: dict[str, Recipe] = {
             0.25,
             "re-warm, re-decay and 25% replay, training several epochs on the quarter of the new "
             "domain's documents the model finds most predictable instead of one pass over all of "
-            'it ("Efficient Continual Pre-training by Mitigating the Stability Gap", Wang et al., '
+            'it ("Efficient Continual Pre-training by Mitigating the Stability Gap", Guo et al., '
             "2024; loss-based quality filtering as in CCNet, Wenzek et al., 2020)",
             subset_fraction=0.25,
         ),
