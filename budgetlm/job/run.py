@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from budgetlm.budget.sizing import EPOCH_WARNING
 from budgetlm.budget.spec import parse_budget
 from budgetlm.config import RunConfig, save_config
 from budgetlm.data.feed.streams import TrainingData
@@ -125,7 +126,10 @@ def run_training(
     )  # fmt: skip
     controller = build_controller(config, budget, settings)
     schedule = build_lr_schedule(config)
-    controller.initial_total()  # a token/FLOP budget too small for one step fails here
+    planned_steps = controller.initial_total()  # a token/FLOP budget too small fails here
+    exact = budget.kind != "seconds" or settings.step_seconds is not None
+    if config.continual.from_run and not resume and exact:
+        warn_repeated_data(config, data, sampler.weights, planned_steps, log)
     compression = validation_bytes_per_token(config, data, tokenizer)
     # train
     created = not resume and dist.is_main
@@ -208,6 +212,33 @@ def run_training(
     )
     log(summary)
     return RunResult(run_dir, result.val_loss, s.step, s.tokens, result.tokens_per_second, summary)
+
+
+def warn_repeated_data(
+    config: RunConfig,
+    data: TrainingData,
+    weights: dict[str, float],
+    steps: int,
+    log: Log,
+) -> None:
+    """Say when the planned run would see a domain's training data more than EPOCH_WARNING
+    times: a continual run on a small new domain keeps training past its best loss without
+    more data (Muennighoff et al., 2023, "Scaling Data-Constrained Language Models")."""
+    tokens = steps * config.train.batch_size * config.model.seq_len
+    for domain, weight in weights.items():
+        available = len(data.train.get(domain, ()))
+        epochs = tokens * weight / available if available else 0.0
+        if epochs > EPOCH_WARNING:
+            log(
+                f"warning: the planned {steps:,} steps would see the {available:,} training "
+                f"tokens of {domain} {epochs:.1f} times (more than ~"
+                f"{EPOCH_WARNING:g} epochs adds little and may overfit); "
+                + (
+                    "replay more data with --replay SOURCES, or lower --replay-ratio"
+                    if domain in data.old_domains
+                    else f"add {domain} data, lower the budget, or raise --replay-ratio"
+                )
+            )
 
 
 def _silent(_message: str) -> None:

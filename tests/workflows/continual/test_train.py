@@ -304,3 +304,24 @@ def _budgetlm_prepared(root):
     if not out.exists():
         api.prepare([f"code={root / 'code'}"], out, vocab_size=300, log=lambda _: None)
     return out
+
+
+def test_a_run_that_would_repeat_the_new_data_many_times_says_so():
+    import numpy as np
+
+    from budgetlm.data.feed.streams import TrainingData
+    from budgetlm.job.run import warn_repeated_data
+
+    config = load_config(None, [("train.batch_size", 4), ("model.seq_len", 32)])
+    streams = {"notes": np.zeros(1000, dtype=np.uint16), "web": np.zeros(10**6, dtype=np.uint16)}
+    data = TrainingData(streams, {}, None, {}, {}, new_domains=["notes"], old_domains=["web"])
+    said = []
+    # 100 steps x 128 tokens: notes at weight 0.75 sees 9,600 of its 1,000 tokens (9.6 epochs)
+    warn_repeated_data(config, data, {"notes": 0.75, "web": 0.25}, 100, said.append)
+    assert len(said) == 1 and "the 1,000 training tokens of notes 9.6 times" in said[0]
+    assert "add notes data, lower the budget, or raise --replay-ratio" in said[0]
+    said.clear()
+    warn_repeated_data(config, data, {"notes": 0.75, "web": 0.25}, 30, said.append)  # 2.9 epochs
+    assert said == []
+    warn_repeated_data(config, data, {"notes": 0.0, "web": 1.0}, 40_000, said.append)
+    assert "replay more data with --replay SOURCES, or lower --replay-ratio" in said[0]

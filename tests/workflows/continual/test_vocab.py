@@ -68,7 +68,8 @@ def test_the_run_trains_a_grown_vocabulary_on_retokenized_data(setup):
     grown = start["vocab_extension"]
     old_size = Tokenizer.load(parent).vocab_size  # the prose tokenizer ran out of merges
     assert grown["added"] == 40 and grown["first_id"] == old_size
-    assert grown["rows"] == max(300, old_size + 40)
+    old_rows = load_config(Path(parent) / "config.yaml").model.vocab_size
+    assert grown["rows"] == max(old_rows, old_size + 40)
     code_before, code_after = grown["bytes_per_token_before"], grown["bytes_per_token_after"]
     assert code_after["code"] > 1.3 * code_before["code"]  # the new tokens compress the new text
     tokenizer = Tokenizer.load(result.run_dir)
@@ -82,7 +83,7 @@ def test_the_run_trains_a_grown_vocabulary_on_retokenized_data(setup):
     final_bpb = records(result.run_dir, "eval")[-1]["val_bpb"]["prose"]
     assert summary["bpb"]["forgetting"]["prose"] == pytest.approx(final_bpb - parent_bpb)
     assert "bits/byte against the parent's final model" in result.summary
-    assert before.tok_emb.weight.shape == (300, 32)
+    assert before.tok_emb.weight.shape == (old_rows, 32)
 
 
 def test_new_rows_start_as_asked_and_old_rows_as_the_parent(setup):
@@ -98,15 +99,16 @@ def test_new_rows_start_as_asked_and_old_rows_as_the_parent(setup):
     from budgetlm.workflows.data import open_data
 
     new = open_data(config, Path(parent) / "tokenizer.json", lambda _: None)
-    plan = plan_vocabulary(config, Path(parent) / "tokenizer.json", 300, new, lambda _: None)
     child = load_config(Path(parent) / "config.yaml")
+    old_rows = child.model.vocab_size
+    plan = plan_vocabulary(config, Path(parent) / "tokenizer.json", old_rows, new, lambda _: None)
     plan.fit_model(child)
     model = build_model(child.model)
     from budgetlm.train.checkpoint import load_weights
 
     load_weights(latest_checkpoint(parent)[0], model, plan.transform([], seed=0))
     weight = model.tok_emb.weight.detach()
-    torch.testing.assert_close(weight[:300], parent_state["tok_emb.weight"])
+    torch.testing.assert_close(weight[:old_rows], parent_state["tok_emb.weight"])
     for new_id, pieces in plan.extension.added.items():
         torch.testing.assert_close(weight[new_id], parent_state["tok_emb.weight"][pieces].mean(0))
 
