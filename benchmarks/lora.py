@@ -29,11 +29,11 @@ sys.path.insert(0, str(ROOT))
 
 from budgetlm import api  # noqa: E402
 from budgetlm.config import load_config  # noqa: E402
+from budgetlm.run.records import read_metrics, records_of  # noqa: E402
 
 
 def records(run_dir: Path, kind: str) -> list[dict]:
-    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-    return [r for r in map(json.loads, lines) if r["type"] == kind]
+    return records_of(read_metrics(run_dir), kind)
 
 
 def domain_of(spec: str) -> str:

@@ -142,7 +142,7 @@ def plan_vocabulary(
     folder.mkdir(parents=True, exist_ok=True)
     extension.tokenizer.save(folder / TOKENIZER_FILE)
     rows = max(old_rows, extension.first_id + len(extension.added))
-    before = {d: _train_bytes_per_token(new, d, old) for d in new.domains}
+    before = train_bytes_per_token(new, old)
     log(
         f"vocabulary: {len(extension.added):,} new tokens learned from the new data, ids "
         f"{extension.first_id:,}-"
@@ -158,12 +158,10 @@ def plan_vocabulary(
 
 def train_bytes_per_token(dataset: PreparedDataset, tokenizer: Tokenizer) -> dict[str, float]:
     """Bytes per token of each domain's training text (its first LEARN_TOKENS tokens)."""
-    return {d: _train_bytes_per_token(dataset, d, tokenizer) for d in dataset.domains}
-
-
-def _train_bytes_per_token(dataset: PreparedDataset, domain: str, tokenizer: Tokenizer) -> float:
-    stream = dataset.tokens("train", domain)[:LEARN_TOKENS]
-    return bytes_per_token(tokenizer, np.asarray(stream)) or 0.0
+    return {
+        d: bytes_per_token(tokenizer, np.asarray(dataset.tokens("train", d)[:LEARN_TOKENS])) or 0.0
+        for d in dataset.domains
+    }
 
 
 def _documents(dataset: PreparedDataset, tokenizer: Tokenizer) -> Iterator[str]:
