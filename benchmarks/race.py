@@ -1,4 +1,6 @@
-"""Fastest to a given loss: budgetlm's default against the nanoGPT and transformers recipes (issue 16).
+"""Fastest to a given loss: budgetlm's default against the nanoGPT and transformers recipes.
+
+Issue 16.
 
 One command, one machine, the same data (the built-in prose + code corpora, their held-out
 split) and the same wall-clock budget for every contender:
@@ -16,11 +18,11 @@ split) and the same wall-clock budget for every contender:
 
 The baselines get the width, depth, heads, sequence length, batch and precision that budgetlm
 chose for the same budget on this machine (read from its config.yaml), and batches from the same
-sampler with the same seed. Each baseline times 8 steps of its own (after 2 untimed), then sets its step count so
-that its training ends on the budget (a callback also stops it at the budget), as a careful user
-would. Each baseline sweeps --lrs on the first seed; the best LR is then run on every seed.
-All are scored by budgetlm's `validation_loss` on the same validation tokens (mean nats/token
-over the domains) and bits per byte with the run's bytes per token.
+sampler with the same seed. Each baseline times 8 steps of its own (after 2 untimed), then sets
+its step count so that its training ends on the budget (a callback also stops it at the budget),
+as a careful user would. Each baseline sweeps --lrs on the first seed; the best LR is then run
+on every seed. All are scored by budgetlm's `validation_loss` on the same validation tokens
+(mean nats/token over the domains) and bits per byte with the run's bytes per token.
 
 Reported per contender: final loss and bits per byte (mean +- spread over seeds), tokens, MFU
 (tokens/s x budgetlm's FLOPs per token / the matmul peak of the chosen precision measured in
@@ -230,7 +232,8 @@ def run_hf_trainer(config, lr: float, seed: int, seconds: float) -> dict:
         with tempfile.TemporaryDirectory() as tmp:
             args = TrainingArguments(
                 output_dir=tmp, max_steps=max_steps, learning_rate=lr_now,
-                per_device_train_batch_size=batch, lr_scheduler_type="cosine", warmup_steps=max(1, int(0.03 * max_steps)),
+                per_device_train_batch_size=batch, lr_scheduler_type="cosine",
+                warmup_steps=max(1, int(0.03 * max_steps)),
                 bf16=config.train.precision == "bf16", use_cpu=True, report_to=[],
                 save_strategy="no", eval_strategy="no", logging_strategy="no", seed=seed,
                 dataloader_num_workers=0, disable_tqdm=True,
