@@ -197,7 +197,7 @@ def run_nanogpt(config, lr: float, seed: int, seconds: float) -> dict:
         i += 1
     train_s = time.perf_counter() - t0
     return {"model": model, "steps": i, "tokens": i * batch * config.model.seq_len,
-            "train_s": train_s}  # fmt: skip
+            "train_s": train_s, "planned": steps}  # fmt: skip
 
 
 def run_hf_trainer(config, lr: float, seed: int, seconds: float) -> dict:
@@ -250,7 +250,7 @@ def run_hf_trainer(config, lr: float, seed: int, seconds: float) -> dict:
     clock = train(steps, lr, seconds)
     train_s = time.perf_counter() - t0
     return {"model": model, "steps": clock.steps, "tokens": clock.steps * batch * seq,
-            "train_s": train_s}  # fmt: skip
+            "train_s": train_s, "planned": steps}  # fmt: skip
 
 
 BASELINES = {"nanogpt": run_nanogpt, "hf-trainer": run_hf_trainer}
@@ -274,6 +274,7 @@ def score(config, result: dict, bytes_per_token: dict[str, float]) -> dict:
         "tokens": result["tokens"],
         "train_s": result["train_s"],
         "steps": result["steps"],
+        "planned": result["planned"],
     }
 
 
@@ -334,7 +335,8 @@ def main() -> None:
                 sweep[lr] = score(config, fn(config, lr, args.seeds[0], seconds), bpt)
                 print(
                     f"  {name} lr {lr:g}: loss {sweep[lr]['loss']:.3f}, "
-                    f"{sweep[lr]['steps']} steps in {sweep[lr]['train_s']:.0f} s"
+                    f"{sweep[lr]['steps']} of {sweep[lr]['planned']} planned steps in "
+                    f"{sweep[lr]['train_s']:.0f} s"
                 )
             best = min(sweep, key=lambda lr: sweep[lr]["loss"])
             runs = [sweep[best]] + [score(config, fn(config, best, s, seconds), bpt)
