@@ -55,9 +55,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from budgetlm.budget.spec import parse_budget  # noqa: E402
 from budgetlm.config import load_config  # noqa: E402
 from budgetlm.data.feed.sampler import MixtureSampler  # noqa: E402
-from budgetlm.data.feed.streams import from_dataset  # noqa: E402
+from budgetlm.data.feed.streams import TrainingData, from_dataset  # noqa: E402
 from budgetlm.data.prepare.cache import prepare_cached  # noqa: E402
 from budgetlm.data.store.dataset import PreparedDataset  # noqa: E402
+from budgetlm.evaluate.bpb import bits_per_byte  # noqa: E402
 from budgetlm.evaluate.loss import validation_loss  # noqa: E402
 from budgetlm.model.flops import flops_per_token  # noqa: E402
 from budgetlm.run.records import read_metrics, records_of  # noqa: E402
@@ -132,14 +133,19 @@ def llama_model(config) -> torch.nn.Module:
     ))  # fmt: skip
 
 
-def sampler_for(config, seed: int) -> MixtureSampler:
+def open_data(config) -> TrainingData:
+    """The prepared built-in data of budgetlm's run (its cache), opened once for every baseline."""
     d = config.data
     dataset = PreparedDataset(
         prepare_cached(d.sources, d.vocab_size, d.val_fraction, d.text_field, d.seed, d.cache_dir)
     )
-    data = from_dataset(dataset, d.weights)
+    return from_dataset(dataset, d.weights)
+
+
+def sampler_for(config, data: TrainingData, seed: int) -> MixtureSampler:
     return MixtureSampler(data.train, config.model.seq_len, data.weights, seed,
-                          max_epochs=d.max_epochs, schedule=d.schedule)  # fmt: skip
+                          max_epochs=config.data.max_epochs,
+                          schedule=config.data.schedule)  # fmt: skip
 
 
 def autocast_for(precision: str):
@@ -158,8 +164,8 @@ def nanogpt_lr(step: int, steps: int, lr: float) -> float:
     return lr / 10 + 0.5 * (lr - lr / 10) * (1 + math.cos(math.pi * t))
 
 
-def run_nanogpt(config, lr: float, seed: int, seconds: float) -> dict:
-    """The nanoGPT loop, its step count set from 5 timed steps so that it ends on the budget."""
+def run_nanogpt(config, data: TrainingData, lr: float, seed: int, seconds: float) -> dict:
+    """The nanoGPT loop, its step count set from 8 timed steps so that it ends on the budget."""
     t0 = time.perf_counter()
     torch.manual_seed(seed)
     model = gpt2_model(config)
@@ -168,7 +174,7 @@ def run_nanogpt(config, lr: float, seed: int, seconds: float) -> dict:
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
                              {"params": other, "weight_decay": 0.0}],
                             lr=lr, betas=(0.9, 0.95), fused=True)  # fmt: skip
-    sampler, batch = sampler_for(config, seed), config.train.batch_size
+    sampler, batch = sampler_for(config, data, seed), config.train.batch_size
     cast = autocast_for(config.train.precision)
 
     def step(i: int, steps: int) -> None:
@@ -200,7 +206,7 @@ def run_nanogpt(config, lr: float, seed: int, seconds: float) -> dict:
             "train_s": train_s, "planned": steps}  # fmt: skip
 
 
-def run_hf_trainer(config, lr: float, seed: int, seconds: float) -> dict:
+def run_hf_trainer(config, data: TrainingData, lr: float, seed: int, seconds: float) -> dict:
     """transformers' Trainer on LlamaForCausalLM, max_steps from 8 timed steps, stopped at the
     budget by a callback."""
     from transformers import Trainer, TrainerCallback, TrainingArguments
@@ -208,7 +214,11 @@ def run_hf_trainer(config, lr: float, seed: int, seconds: float) -> dict:
     t0 = time.perf_counter()
     torch.manual_seed(seed)
     model = llama_model(config)
-    sampler, batch, seq = sampler_for(config, seed), config.train.batch_size, config.model.seq_len
+    sampler, batch, seq = (
+        sampler_for(config, data, seed),
+        config.train.batch_size,
+        config.model.seq_len,
+    )
 
     class Stream(torch.utils.data.IterableDataset):
         def __iter__(self):
@@ -256,18 +266,13 @@ def run_hf_trainer(config, lr: float, seed: int, seconds: float) -> dict:
 BASELINES = {"nanogpt": run_nanogpt, "hf-trainer": run_hf_trainer}
 
 
-def score(config, result: dict, bytes_per_token: dict[str, float]) -> dict:
-    d = config.data
-    dataset = PreparedDataset(
-        prepare_cached(d.sources, d.vocab_size, d.val_fraction, d.text_field, d.seed, d.cache_dir)
-    )
-    streams = from_dataset(dataset, d.weights).val
+def score(config, data: TrainingData, result: dict, bytes_per_token: dict[str, float]) -> dict:
     losses = validation_loss(
-        CausalLoss(result["model"]), streams, config.model.seq_len,
+        CausalLoss(result["model"]), data.val, config.model.seq_len,
         config.eval.tokens_per_domain, config.eval.batch_size, torch.device("cpu"),
         autocast_for(config.train.precision),
     )  # fmt: skip
-    bpb = {k: v / math.log(2) / bytes_per_token[k] for k, v in losses.items()}
+    bpb = bits_per_byte(losses, bytes_per_token)
     return {
         "loss": statistics.fmean(losses.values()),
         "bpb": statistics.fmean(bpb.values()),
@@ -314,7 +319,6 @@ def main() -> None:
     p.add_argument("--json", type=Path, help="also write the results here")
     args = p.parse_args()
     seconds = parse_budget(args.budget).amount
-    torch.set_num_threads(torch.get_num_threads())
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
@@ -327,19 +331,20 @@ def main() -> None:
         run0 = out / f"budgetlm-s{args.seeds[0]}"
         start = records_of(read_metrics(run0), "start")[0]
         bpt = start["bytes_per_token"]
+        data = open_data(config)
 
         results: dict[str, dict] = {}
         for name, fn in BASELINES.items():
             sweep = {}
             for lr in args.lrs:
-                sweep[lr] = score(config, fn(config, lr, args.seeds[0], seconds), bpt)
+                sweep[lr] = score(config, data, fn(config, data, lr, args.seeds[0], seconds), bpt)
                 print(
                     f"  {name} lr {lr:g}: loss {sweep[lr]['loss']:.3f}, "
                     f"{sweep[lr]['steps']} of {sweep[lr]['planned']} planned steps in "
                     f"{sweep[lr]['train_s']:.0f} s"
                 )
             best = min(sweep, key=lambda lr: sweep[lr]["loss"])
-            runs = [sweep[best]] + [score(config, fn(config, best, s, seconds), bpt)
+            runs = [sweep[best]] + [score(config, data, fn(config, data, best, s, seconds), bpt)
                                     for s in args.seeds[1:]]  # fmt: skip
             results[name] = {"lr": best, "sweep": sweep, "runs": runs}
 
