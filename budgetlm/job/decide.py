@@ -180,8 +180,11 @@ def trainer_autocast(config: RunConfig, device: torch.device) -> Callable:
 
 
 def resolve_vocab(config: RunConfig, tokenizer: Tokenizer) -> None:
-    """Size the model's vocabulary from the tokenizer (when the config leaves it open), and
-    refuse a vocabulary smaller than the tokenizer's."""
+    """Size the model's vocabulary from the tokenizer (when the config leaves it open), take the
+    document separator for document masking from it, and refuse a vocabulary smaller than the
+    tokenizer's."""
+    if config.model.document_mask and config.model.eos_id is None:
+        config.model.eos_id = tokenizer.eos_id
     if not config.model.is_resolved():
         config.model = config.model.resolved(vocab_size=tokenizer.vocab_size)
     if config.model.vocab_size < tokenizer.vocab_size:

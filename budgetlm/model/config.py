@@ -29,6 +29,7 @@ NATIVE_BACKEND = "native"
 HF_BACKEND = "hf"
 BACKENDS = (NATIVE_BACKEND, HF_BACKEND)
 ADAPTERS = ("none", "lora")
+MLP_KINDS = ("swiglu", "relu2")
 ADAPTER_FIELDS = (
     "adapter",
     "lora_rank",
@@ -107,6 +108,23 @@ class ModelConfig:
     """Epsilon inside RMSNorm's square root."""
     init_std: float = 0.02
     """Std of the normal init of linears and embeddings (residual outputs are scaled down)."""
+    qk_norm: bool = False
+    """RMSNorm each query and key head before RoPE (Henry et al., 2020, "Query-Key
+    Normalization for Transformers"; as Qwen3 does, so such a model exports as Qwen3)."""
+    mlp: str = "swiglu"
+    """Feed-forward kind: 'swiglu' (gated, Llama's) or 'relu2': down(relu(up(x))^2), ungated
+    (So et al., 2021, "Primer: Searching for Efficient Transformers for Language Modeling")."""
+    value_embeddings: int = 0
+    """Give the first k blocks each a token-embedding table of its own, mixed into the
+    attention values with two learned scalars (the modded-nanogpt speedrun's value
+    embeddings); 0 turns them off."""
+    document_mask: bool = False
+    """Let each token attend only to earlier tokens of its own document in a packed row
+    (a row joins documents with EOS, which starts the next document), instead of to every
+    earlier token of the row."""
+    eos_id: int | None = None
+    """The token id that separates documents, for document_mask: set from the tokenizer by the
+    job (job/decide.py)."""
 
     def resolved(self, vocab_size: int | None = None) -> ModelConfig:
         """A copy with every field filled from the preset (explicit fields win) and validated.
@@ -179,16 +197,37 @@ class ModelConfig:
             n_kv_heads=n_kv_heads if n_kv_heads is not None else n_heads,
         )
         _check_positive_ints(out, ("vocab_size", "d_model", "n_layers", "n_heads", "n_kv_heads"))
-        if out.ffn_hidden is None:
-            out.ffn_hidden = swiglu_hidden(out.d_model)
+        if out.mlp not in MLP_KINDS:
+            raise UserError(
+                f"model.mlp: unknown kind {out.mlp!r}{closest(str(out.mlp), MLP_KINDS)}; "
+                f"choose one of {', '.join(MLP_KINDS)}"
+            )
+        if out.ffn_hidden is None:  # either kind: 8 * d_model^2 weights per block's MLP
+            out.ffn_hidden = swiglu_hidden(out.d_model) if out.mlp == "swiglu" else 4 * out.d_model
         _check_positive_ints(out, ("ffn_hidden", "seq_len"))
         for key in ("rope_theta", "norm_eps", "init_std"):
             value = getattr(out, key)
             if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
                 raise UserError(f"model.{key} must be a positive number, got {value!r}")
-        for key in ("tie_embeddings", "qkv_bias"):
+        if isinstance(out.value_embeddings, bool) or not isinstance(out.value_embeddings, int):
+            raise UserError(
+                f"model.value_embeddings must be a whole number of blocks, got "
+                f"{out.value_embeddings!r}"
+            )
+        if not 0 <= out.value_embeddings <= out.n_layers:
+            raise UserError(
+                f"model.value_embeddings is {out.value_embeddings} but the model has "
+                f"{out.n_layers} blocks: choose 0 to {out.n_layers}"
+            )
+        for key in ("tie_embeddings", "qkv_bias", "qk_norm", "document_mask"):
             if not isinstance(getattr(out, key), bool):
                 raise UserError(f"model.{key} must be true or false, got {getattr(out, key)!r}")
+        if out.document_mask and out.eos_id is None:
+            raise UserError(
+                "model.document_mask needs the id of the token that ends documents "
+                "(model.eos_id): the job sets it from the tokenizer; set it when building "
+                "a model by hand"
+            )
 
         if out.d_model % out.n_heads:
             raise UserError(
@@ -226,6 +265,9 @@ class ModelConfig:
         """The fields that identify the model in measurement caches: a native model's keys
         leave out the hf-only fields, so measurements cached before they existed still count."""
         fields = dataclasses.asdict(self)
+        for key, default in _RECIPE_DEFAULTS.items():  # so do those of the recipe options
+            if fields[key] == default:
+                fields.pop(key)
         if self.backend == NATIVE_BACKEND:
             for key in ("backend", "hf_config", "hf_source", "trust_remote_code"):
                 fields.pop(key)
@@ -247,6 +289,16 @@ class ModelConfig:
         if self.d_model is None or self.n_heads is None:
             raise ValueError("head_dim needs a resolved ModelConfig; call .resolved() first")
         return self.d_model // self.n_heads
+
+
+_RECIPE_DEFAULTS = {
+    "qk_norm": False,
+    "mlp": "swiglu",
+    "value_embeddings": 0,
+    "document_mask": False,
+    "eos_id": None,
+}
+"""The architecture options added after measurements were first cached, at their defaults."""
 
 
 def _check_positive_ints(config: ModelConfig, keys: tuple[str, ...]) -> None:

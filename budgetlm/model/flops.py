@@ -19,25 +19,31 @@ def _resolved(config: ModelConfig) -> ModelConfig:
 
 
 def _matmul_params_per_layer(config: ModelConfig) -> int:
-    """Weights of the seven linears in one block: q, k, v, o and SwiGLU gate, up, down."""
+    """Weights of the linears in one block: q, k, v, o and the MLP's (SwiGLU gate, up, down;
+    ReLU^2 up, down)."""
     d, kv_dim = config.d_model, config.n_kv_heads * config.head_dim
     attention = 2 * d * d + 2 * d * kv_dim
-    mlp = 3 * d * config.ffn_hidden
+    mlp = (3 if config.mlp == "swiglu" else 2) * d * config.ffn_hidden
     return attention + mlp
 
 
 def count_parameters(config: ModelConfig) -> dict[str, int]:
     """Exact counts {'total', 'embedding', 'non_embedding'} of Decoder(config), tied head counted
     once. 'embedding' holds every vocab-sized matrix: the token embedding, plus the lm head when
-    untied; 'non_embedding' (Kaplan et al.'s N) is the rest, blocks and norms."""
+    untied, plus any value-embedding tables; 'non_embedding' (Kaplan et al.'s N) is the rest,
+    blocks and norms."""
     c = _resolved(config)
     if c.backend == HF_BACKEND:
         total, embedding, _ = _hf_counts(c)
         return {"total": total, "embedding": embedding, "non_embedding": total - embedding}
     d = c.d_model
     per_layer = _matmul_params_per_layer(c) + 2 * d  # + attn_norm and mlp_norm gains
-    non_embedding = c.n_layers * per_layer + d  # + final norm
-    embedding = c.vocab_size * d * (1 if c.tie_embeddings else 2)
+    if c.qk_norm:
+        per_layer += 2 * c.head_dim
+    # + final norm, + the 2 mixing scalars of each block with a value embedding
+    non_embedding = c.n_layers * per_layer + d + 2 * c.value_embeddings
+    value_tables = c.value_embeddings * c.vocab_size * c.n_kv_heads * c.head_dim
+    embedding = c.vocab_size * d * (1 if c.tie_embeddings else 2) + value_tables
     return {
         "total": embedding + non_embedding,
         "embedding": embedding,

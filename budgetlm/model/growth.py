@@ -22,6 +22,9 @@ WIDTH_FIELDS = (
     "ffn_hidden",
     "tie_embeddings",
     "qkv_bias",
+    "qk_norm",
+    "mlp",
+    "document_mask",
 )
 """The fields that fix the shape of every tensor except the number of blocks: they must match."""
 
@@ -32,6 +35,11 @@ def growth_factor(small: ModelConfig, large: ModelConfig) -> int:
     """How many times G_stack repeats `small` to make `large` (both resolved); a UserError
     naming the shapes and the model keys to set when the widths differ or the depth is not a
     multiple (at least 2x) of the small model's."""
+    if small.value_embeddings or large.value_embeddings:
+        raise UserError(
+            "cannot grow a model with value embeddings (model.value_embeddings): its blocks "
+            "are not alike, so stacking them has no meaning; grow a model trained without them"
+        )
     differ = [k for k in WIDTH_FIELDS if getattr(small, k) != getattr(large, k)]
     factor, rest = divmod(large.n_layers, small.n_layers)
     if not differ and not rest and factor >= 2:
@@ -61,9 +69,17 @@ def stack_flags(small: ModelConfig, factor: int) -> str:
         "n_kv_heads": small.n_kv_heads,
         "n_layers": small.n_layers * factor,
     }
-    if small.ffn_hidden != swiglu_hidden(small.d_model):
+    if small.mlp != "swiglu":
+        flags["mlp"] = small.mlp
+    default_hidden = swiglu_hidden(small.d_model) if small.mlp == "swiglu" else 4 * small.d_model
+    if small.ffn_hidden != default_hidden:
         flags["ffn_hidden"] = small.ffn_hidden
-    for key, default in (("tie_embeddings", True), ("qkv_bias", False)):
+    for key, default in (
+        ("tie_embeddings", True),
+        ("qkv_bias", False),
+        ("qk_norm", False),
+        ("document_mask", False),
+    ):
         if getattr(small, key) != default:
             flags[key] = str(getattr(small, key)).lower()
     return " ".join(f"--model.{k} {v}" for k, v in flags.items())

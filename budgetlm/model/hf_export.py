@@ -1,8 +1,9 @@
 """Write a Decoder as a Hugging Face model folder that `transformers` loads as is.
 
-The inverse of `hf_import.py`: budgetlm's parameter names map one to one onto HF Llama's (Qwen2's
-when the model has q/k/v biases), and RoPE is already in HF's rotate-half layout, so export is
-a rename plus a config.json. `transformers` is not needed to export, only to load the result.
+The inverse of `hf_import.py`: budgetlm's parameter names map one to one onto HF Llama's
+(Qwen2's when the model has q/k/v biases, Qwen3's with QK-norm), and RoPE is already in HF's
+rotate-half layout, so export is a rename plus a config.json. `transformers` is not needed to
+export, only to load the result.
 """
 
 from __future__ import annotations
@@ -28,16 +29,41 @@ _LAYER_NAMES = {
     **{f"attn.{p}_proj.weight": f"self_attn.{p}_proj.weight" for p in "qkvo"},
     **{f"attn.{p}_proj.bias": f"self_attn.{p}_proj.bias" for p in "qkv"},
     **{f"mlp.{p}_proj.weight": f"mlp.{p}_proj.weight" for p in ("gate", "up", "down")},
+    "attn.q_norm.weight": "self_attn.q_norm.weight",
+    "attn.k_norm.weight": "self_attn.k_norm.weight",
 }
 
 
+def hf_architecture(config: ModelConfig) -> str:
+    """The transformers model_type a native model exports as: 'llama', 'qwen2' (q/k/v biases)
+    or 'qwen3' (QK-norm); a UserError naming the option when no transformers class has it."""
+    unsupported = []
+    if config.mlp != "swiglu":
+        unsupported.append(f"model.mlp {config.mlp}")
+    if config.value_embeddings:
+        unsupported.append("model.value_embeddings")
+    if config.qk_norm and config.qkv_bias:
+        unsupported.append("model.qk_norm with model.qkv_bias")
+    if unsupported:
+        raise UserError(
+            f"cannot export this model to transformers: {', '.join(unsupported)} has no "
+            "transformers architecture (Llama, Qwen2 and Qwen3 are what export writes); its "
+            "checkpoints still load in budgetlm (`budgetlm generate`, `budgetlm eval`)"
+        )
+    return "qwen3" if config.qk_norm else "qwen2" if config.qkv_bias else "llama"
+
+
 def hf_config(config: ModelConfig, tokenizer: Tokenizer) -> dict[str, Any]:
-    """config.json for a budgetlm ModelConfig: Llama, or Qwen2 when q/k/v have biases."""
-    qwen = config.qkv_bias
+    """config.json for a budgetlm ModelConfig: Llama, Qwen2 when q/k/v have biases, Qwen3 with
+    QK-norm. Document masking is a training choice and is not exported: a transformers model
+    attends over its whole context, which is the same for a single document."""
+    model_type = hf_architecture(config)
+    qwen = model_type != "llama"
     rope = {"rope_type": "default", "rope_theta": config.rope_theta}
+    name = {"llama": "Llama", "qwen2": "Qwen2", "qwen3": "Qwen3"}[model_type]
     return {
-        "architectures": ["Qwen2ForCausalLM" if qwen else "LlamaForCausalLM"],
-        "model_type": "qwen2" if qwen else "llama",
+        "architectures": [f"{name}ForCausalLM"],
+        "model_type": model_type,
         "vocab_size": config.vocab_size,
         "hidden_size": config.d_model,
         "intermediate_size": config.ffn_hidden,
@@ -56,7 +82,8 @@ def hf_config(config: ModelConfig, tokenizer: Tokenizer) -> dict[str, Any]:
         "bos_token_id": tokenizer.bos_id,
         "eos_token_id": tokenizer.eos_id,
         "torch_dtype": "float32",
-        **({} if qwen else {"attention_bias": False, "mlp_bias": False}),
+        **({} if model_type == "qwen2" else {"attention_bias": False}),
+        **({} if qwen else {"mlp_bias": False}),
         **({"use_sliding_window": False, "sliding_window": None} if qwen else {}),
     }
 
@@ -77,6 +104,8 @@ def export_hf(
     """Write config.json, model.safetensors and the tokenizer files into `out`, atomically (a
     temporary folder renamed into place); UserError if `out` exists and is not empty."""
     from safetensors.torch import save_file
+
+    hf_architecture(model.config)  # before anything is written: raises when none fits
 
     def write(folder: Path) -> None:
         config = hf_config(model.config, tokenizer)

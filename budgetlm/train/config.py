@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from budgetlm.errors import UserError
+
 PRECISIONS = ("auto", "bf16", "fp32")
 
 
@@ -35,6 +37,9 @@ class TrainConfig:
     """Share of the planned steps spent warming up linearly."""
     decay_fraction: float = 0.2
     """Share of the planned steps spent decaying (WSD only; the others decay after warmup)."""
+    z_loss: float = 0.0
+    """Weight of the z-loss, mean(logsumexp(logits)^2), which keeps the softmax normaliser near
+    1 (Chowdhery et al., 2022, "PaLM", use 1e-4); 0 turns it off."""
     weight_decay: float = 0.1
     """Decoupled weight decay of matrices (AdamW's and Muon's); none on gains and biases."""
     beta1: float = 0.9
@@ -80,6 +85,10 @@ class TrainConfig:
     """Softmax temperature of the weights (lower: sharper weighting)."""
 
     def __post_init__(self) -> None:
+        if isinstance(self.z_loss, bool) or not isinstance(self.z_loss, int | float):
+            raise UserError(f"train.z_loss must be a number >= 0, got {self.z_loss!r}")
+        if not self.z_loss >= 0:
+            raise UserError(f"train.z_loss must be >= 0 (0 turns it off), got {self.z_loss}")
         if (self.sample_weighting, self.sample_weighting_delta) != ("none", 1.0) or (
             self.sample_weighting_temperature != 1.0
         ):  # the check imports torch: only when reweighting is configured

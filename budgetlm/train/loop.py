@@ -426,6 +426,7 @@ class Trainer:
                     self.cfg.sample_weighting,
                     self.cfg.sample_weighting_delta,
                     self.cfg.sample_weighting_temperature,
+                    self.cfg.z_loss,
                 )
                 (objective / self.accum).backward()
             total += loss.detach() / self.accum

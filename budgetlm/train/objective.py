@@ -1,12 +1,14 @@
 """The training objective of one micro-batch: next-token cross-entropy, as the model's mean, or
-sample-reweighted by each sequence's loss (reweight.py)."""
+sample-reweighted by each sequence's loss (reweight.py), optionally plus a z-loss."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
 from torch import Tensor
 
+from budgetlm.model.decoder import next_token_loss
 from budgetlm.train.reweight import sample_weights
 
 
@@ -16,15 +18,28 @@ def step_losses(
     strategy: str = "none",
     delta: float = 1.0,
     temperature: float = 1.0,
+    z_loss: float = 0.0,
 ) -> tuple[Tensor, Tensor]:
     """(loss to log, loss to backpropagate) of one micro-batch of [B, T + 1] token windows:
     both the model's mean loss for 'none' (the forward the trainer always made); else the
-    unweighted mean and the sample-weighted sum of per-sequence mean losses."""
+    unweighted mean and the sample-weighted sum of per-sequence mean losses. A positive
+    `z_loss` adds z_loss * mean(logsumexp(logits)^2) to the second only, so logged losses stay
+    comparable (Chowdhery et al., 2022, "PaLM", section 5, use 1e-4)."""
     inputs, targets = micro[:, :-1], micro[:, 1:]
+    penalty: Tensor | float = 0.0
+    if z_loss:
+        logits = forward(inputs)
+        log_z = torch.logsumexp(logits.float(), dim=-1)
+        scored = targets != -100
+        penalty = z_loss * (log_z.square() * scored).sum() / scored.sum().clamp(min=1)
+
+        def forward(_: Tensor, targets: Tensor, reduction: str = "mean") -> Tensor:
+            return next_token_loss(logits, targets, reduction)
+
     if strategy == "none":
         loss = forward(inputs, targets)
-        return loss, loss
+        return loss, loss + penalty
     per_token = forward(inputs, targets, reduction="none")
     per_sequence = per_token.mean(dim=1)
     weights = sample_weights(per_sequence.detach(), strategy, delta, temperature)
-    return per_token.mean(), (weights * per_sequence).sum()
+    return per_token.mean(), (weights * per_sequence).sum() + penalty

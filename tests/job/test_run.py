@@ -1,8 +1,10 @@
 """One training job end to end (job/run.py run_training), straight from a prepared dataset."""
 
 import json
+import math
 
 import pytest
+import yaml
 
 from budgetlm.config import load_config
 from budgetlm.data.feed.streams import from_dataset
@@ -140,3 +142,21 @@ def test_a_new_job_refuses_an_existing_run_directory(job, tiny_prepared):
     _, out, _ = job
     with pytest.raises(UserError, match="already exists; pass --resume"):
         train(tiny_prepared, job_config(tiny_prepared, out))
+
+
+def test_a_job_with_every_recipe_option_trains_and_records_them(tiny_prepared, tmp_path):
+    options = {
+        "model.qk_norm": True,
+        "model.mlp": "relu2",
+        "model.value_embeddings": 1,
+        "model.document_mask": True,
+        "model.tie_embeddings": False,
+        "train.z_loss": 1e-4,
+    }
+    result = train(tiny_prepared, job_config(tiny_prepared, tmp_path, **options))
+    saved = yaml.safe_load((result.run_dir / "config.yaml").read_text())
+    tokenizer = PreparedDataset(tiny_prepared).tokenizer
+    assert saved["model"]["eos_id"] == tokenizer.eos_id  # the separator, from the tokenizer
+    assert saved["model"]["mlp"] == "relu2" and saved["train"]["z_loss"] == 1e-4
+    losses = [r["loss"] for r in records(result.run_dir) if r["type"] == "train"]
+    assert losses and all(math.isfinite(x) for x in losses)

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from budgetlm.errors import UserError
 from budgetlm.model.config import ModelConfig
 from budgetlm.model.decoder import Decoder, apply_rope, rope_cache
 
@@ -204,3 +205,88 @@ def test_overfits_one_batch() -> None:
         loss.backward()
         optimizer.step()
     assert loss.item() < 0.5
+
+
+RECIPES = {
+    "qk_norm": dict(qk_norm=True),
+    "relu2": dict(mlp="relu2"),
+    "value_embeddings": dict(value_embeddings=2),
+    "document_mask": dict(document_mask=True, eos_id=0),
+}
+
+
+@pytest.mark.parametrize("options", RECIPES.values(), ids=RECIPES.keys())
+def test_each_recipe_option_is_causal_and_overfits(options) -> None:
+    model = Decoder(tiny(**options))
+    idx = tokens(4, 16).clamp(min=1)  # no EOS: one document per row
+    changed = idx.clone()
+    changed[:, 10] = changed[:, 10] % (VOCAB - 1) + 1
+    torch.testing.assert_close(model(idx)[:, :10], model(changed)[:, :10], rtol=0, atol=0)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(200):
+        loss = model(idx[:, :-1], idx[:, 1:])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert loss.item() < 0.5
+
+
+def test_document_mask_makes_each_document_see_only_itself() -> None:
+    # RoPE scores depend only on offsets, so a document packed after another gives the same
+    # logits as the document alone at the start of a row, once attention stops at its EOS.
+    eos = 0
+    first, second = tokens(1, 7, seed=1).clamp(min=1), tokens(1, 8, seed=2).clamp(min=1)
+    second[0, 0] = eos  # the EOS that ends the first document opens the second
+    packed = torch.cat([first, second], dim=1)
+    masked = Decoder(tiny(document_mask=True, eos_id=eos))
+    plain = Decoder(tiny())
+    plain.load_state_dict(masked.state_dict())
+    alone = masked(second)
+    torch.testing.assert_close(masked(packed)[:, 7:], alone, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(plain(packed)[:, 7:], alone, atol=1e-3)
+    # the mask does nothing to a row with a single document
+    torch.testing.assert_close(masked(first), plain(first), atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("qk_norm", [True, False])
+def test_qk_norm_makes_attention_blind_to_the_scale_of_q_and_k(qk_norm) -> None:
+    model = Decoder(tiny(qk_norm=qk_norm))
+    names = set(model.state_dict())
+    assert ("blocks.1.attn.k_norm.weight" in names) == qk_norm
+    idx = tokens(2, 16)
+    before = model(idx)
+    with torch.no_grad():
+        for block in model.blocks:
+            block.attn.q_proj.weight.mul_(7.0)
+            block.attn.k_proj.weight.mul_(3.0)
+    change = (model(idx) - before).abs().max().item()
+    assert change < 5e-4 if qk_norm else change > 1e-2
+
+
+def test_relu2_mlp_is_ungated_and_four_times_wide() -> None:
+    config = tiny(mlp="relu2")
+    assert config.ffn_hidden == 4 * 32
+    names = set(Decoder(config).state_dict())
+    assert "blocks.0.mlp.up_proj.weight" in names and "blocks.0.mlp.gate_proj.weight" not in names
+    with pytest.raises(UserError, match="model.mlp: unknown kind 'relu3'.*relu2"):
+        tiny(mlp="relu3")
+
+
+def test_value_embeddings_feed_the_first_blocks_values() -> None:
+    model = Decoder(tiny(value_embeddings=1))
+    assert len(model.value_embeds) == 1
+    assert model.blocks[0].attn.value_lambdas.tolist() == [0.5, 0.5]
+    assert model.blocks[1].attn.value_lambdas is None
+    idx = tokens(1, 16)
+    before = model(idx)
+    with torch.no_grad():
+        model.value_embeds[0].weight[idx[0, 3]] += 1.0
+    after = model(idx)
+    assert not torch.allclose(before[:, 3:], after[:, 3:])
+    with pytest.raises(UserError, match="value_embeddings is 3 but the model has 2 blocks"):
+        tiny(value_embeddings=3)
+
+
+def test_document_mask_needs_the_separator_id() -> None:
+    with pytest.raises(UserError, match="model.eos_id"):
+        tiny(document_mask=True)

@@ -29,8 +29,10 @@ def unique_numel(model: torch.nn.Module) -> int:
         tiny(tie_embeddings=False),
         tiny(n_kv_heads=2),
         tiny(n_kv_heads=1, tie_embeddings=False, ffn_hidden=40),
+        tiny(qk_norm=True, mlp="relu2"),
+        tiny(n_kv_heads=2, value_embeddings=1),
     ],
-    ids=["tied", "untied", "gqa", "mqa-untied-ffn"],
+    ids=["tied", "untied", "gqa", "mqa-untied-ffn", "qknorm-relu2", "value-embeddings"],
 )
 def test_count_matches_module(config: ModelConfig) -> None:
     counts = count_parameters(config)
@@ -38,7 +40,8 @@ def test_count_matches_module(config: ModelConfig) -> None:
     assert counts["total"] == unique_numel(model)
     assert counts["total"] == counts["embedding"] + counts["non_embedding"]
     vocab_matrix = config.vocab_size * config.d_model
-    assert counts["embedding"] == vocab_matrix * (1 if config.tie_embeddings else 2)
+    value_tables = config.value_embeddings * config.vocab_size * config.n_kv_heads * 8
+    assert counts["embedding"] == vocab_matrix * (1 if config.tie_embeddings else 2) + value_tables
 
 
 @pytest.mark.parametrize("size", list(MODEL_SIZES))
@@ -64,10 +67,11 @@ def test_hand_computed_tiny_config() -> None:
     assert flops_per_token(config) == 6 * matmul + 12 * 2 * 32 * 16 == 172032
 
 
-def test_flops_equal_torch_flop_counter() -> None:
+@pytest.mark.parametrize("options", [{}, {"mlp": "relu2"}], ids=["swiglu", "relu2"])
+def test_flops_equal_torch_flop_counter(options) -> None:
     # The math SDPA backend runs attention as bmm's that FlopCounterMode sees (the fused CPU
     # kernel is invisible to it); it computes the full T x T scores, as the formula assumes.
-    config = tiny(n_kv_heads=2, tie_embeddings=False)
+    config = tiny(n_kv_heads=2, tie_embeddings=False, **options)
     model = Decoder(config)
     batch, seq = 3, config.seq_len
     idx = torch.randint(0, config.vocab_size, (batch, seq))

@@ -8,7 +8,7 @@ import torch
 from budgetlm.errors import UserError
 from budgetlm.model.config import ModelConfig
 from budgetlm.model.decoder import Decoder
-from budgetlm.model.growth import growth_factor, stack_layers
+from budgetlm.model.growth import growth_factor, stack_flags, stack_layers
 
 
 def shape(n_layers: int, **overrides) -> ModelConfig:
@@ -96,3 +96,18 @@ def test_depth_must_be_a_multiple_of_at_least_two(large_layers):
 def test_growth_factor_counts_the_copies():
     assert growth_factor(shape(2), shape(8)) == 4
     assert growth_factor(shape(3), shape(6)) == 2
+
+
+def test_a_model_with_value_embeddings_cannot_grow() -> None:
+    small = shape(2, value_embeddings=1)
+    with pytest.raises(UserError, match="value embeddings"):
+        growth_factor(small, shape(4))
+
+
+def test_stack_flags_keep_the_recipe_options() -> None:
+    flags = stack_flags(shape(2, qk_norm=True, mlp="relu2"), 2)
+    assert "--model.qk_norm true" in flags and "--model.mlp relu2" in flags
+    assert "ffn_hidden" not in flags  # relu2's default width
+    assert growth_factor(shape(2, qk_norm=True), shape(4, qk_norm=True)) == 2
+    with pytest.raises(UserError, match="qk_norm"):
+        growth_factor(shape(2, qk_norm=True), shape(4))

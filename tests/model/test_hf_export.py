@@ -81,3 +81,41 @@ def test_export_refuses_a_non_empty_folder(run_dir, tmp_path) -> None:
     with pytest.raises(UserError, match="already exists and is not empty"):
         api.export(run_dir, tmp_path / "hf")
     assert [p.name for p in (tmp_path / "hf").iterdir()] == ["keep.txt"]
+
+
+def test_a_qk_norm_model_exports_as_qwen3_with_the_same_logits(run_dir, tmp_path) -> None:
+    from budgetlm.data.store.tokenizer import Tokenizer
+    from budgetlm.model.config import ModelConfig
+    from budgetlm.model.decoder import Decoder
+    from budgetlm.model.hf_export import export_hf
+
+    tokenizer = Tokenizer.load(run_dir / "tokenizer.json")
+    config = ModelConfig(size="nano", qk_norm=True, n_kv_heads=2, seq_len=32)
+    torch.manual_seed(0)
+    model = Decoder(config.resolved(tokenizer.vocab_size)).eval()
+    with torch.no_grad():  # gains away from 1, so a norm left out would show
+        for block in model.blocks:
+            block.attn.q_norm.weight.uniform_(0.5, 1.5)
+            block.attn.k_norm.weight.uniform_(0.5, 1.5)
+    export_hf(model, tokenizer, tmp_path / "hf")
+    again = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hf").eval()
+    assert type(again).__name__ == "Qwen3ForCausalLM"
+    generator = torch.Generator().manual_seed(1)
+    ids = torch.randint(0, tokenizer.vocab_size, (2, 32), generator=generator)
+    with torch.no_grad():
+        assert (again(ids).logits - model(ids)).abs().max().item() < 1e-4
+
+
+@pytest.mark.parametrize(
+    "options, named",
+    [({"mlp": "relu2"}, "model.mlp relu2"), ({"value_embeddings": 1}, "model.value_embeddings")],
+)
+def test_export_refuses_an_option_transformers_lacks_before_writing(tmp_path, options, named):
+    from budgetlm.model.config import ModelConfig
+    from budgetlm.model.decoder import Decoder
+    from budgetlm.model.hf_export import export_hf
+
+    model = Decoder(ModelConfig(size="nano", seq_len=16, **options).resolved(64))
+    with pytest.raises(UserError, match=f"cannot export.*{named}"):
+        export_hf(model, None, tmp_path / "hf")
+    assert not (tmp_path / "hf").exists()
