@@ -82,11 +82,14 @@ class CausalLoss(torch.nn.Module):
 # ---------------------------------------------------------------- budgetlm
 
 
-def run_budgetlm(budget: str, seed: int, out: Path) -> dict:
-    """`budgetlm pretrain` as a user runs it; its decisions and eval curve from the run dir."""
-    run = out / f"budgetlm-s{seed}"
+def run_budgetlm(
+    budget: str, seed: int, out: Path, extra: tuple[str, ...] = (), name: str = "budgetlm"
+) -> dict:
+    """`budgetlm pretrain` as a user runs it (with `extra` flags); its decisions and eval curve
+    from the run dir."""
+    run = out / f"{name}-s{seed}"
     cmd = [sys.executable, "-m", "budgetlm", "pretrain", "--budget", budget,
-           "--out", str(run), "--train.seed", str(seed)]  # fmt: skip
+           "--out", str(run), "--train.seed", str(seed), *extra]  # fmt: skip
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - t0

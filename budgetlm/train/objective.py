@@ -26,7 +26,7 @@ def step_losses(
     `z_loss` adds z_loss * mean(logsumexp(logits)^2) to the second only, so logged losses stay
     comparable (Chowdhery et al., 2022, "PaLM", section 5, use 1e-4)."""
     inputs, targets = micro[:, :-1], micro[:, 1:]
-    penalty: Tensor | float = 0.0
+    penalty: Tensor | None = None
     if z_loss:
         logits = forward(inputs)
         log_z = torch.logsumexp(logits.float(), dim=-1)
@@ -38,8 +38,9 @@ def step_losses(
 
     if strategy == "none":
         loss = forward(inputs, targets)
-        return loss, loss + penalty
+        return loss, loss if penalty is None else loss + penalty
     per_token = forward(inputs, targets, reduction="none")
     per_sequence = per_token.mean(dim=1)
     weights = sample_weights(per_sequence.detach(), strategy, delta, temperature)
-    return per_token.mean(), (weights * per_sequence).sum() + penalty
+    objective = (weights * per_sequence).sum()
+    return per_token.mean(), objective if penalty is None else objective + penalty
