@@ -41,6 +41,8 @@ CANDIDATES: dict[str, tuple[str, ...]] = {
     "untied-head": ("--model.tie_embeddings", "false"),
     "value-embeddings": ("--model.value_embeddings", "1"),
     "z-loss-1e-4": ("--train.z_loss", "1e-4"),
+    "batch-warmup-0.2": ("--train.batch_warmup", "0.2"),
+    "context-warmup-0.2": ("--train.context_warmup", "0.2"),
     "cooldown-1-sqrt": ("--train.decay_shape", "1-sqrt"),
     "weight-decay-0": ("--train.weight_decay", "0"),
     "weight-decay-0.2": ("--train.weight_decay", "0.2"),

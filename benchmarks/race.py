@@ -33,6 +33,10 @@ as ratios of the baseline's own. Issue 16's target: <= 0.5x tokens and <= 0.6x w
     python benchmarks/race.py --budget 90s --seeds 0 1 2      # ~20 minutes on 2 cores
     python benchmarks/race.py --budget 5m --seeds 0 1 2       # ~1 hour
     python benchmarks/race.py --budget 30s --seeds 0 --lrs 3e-3   # logic check
+
+On a CUDA machine every contender trains on the GPU (budgetlm decides so itself; the baselines
+follow its config's train.device), and the peak is an 8192^3 matmul there.
+--compile-baselines compiles the baselines too.
 """
 
 from __future__ import annotations
@@ -151,9 +155,21 @@ def sampler_for(config, data: TrainingData, seed: int) -> MixtureSampler:
                           schedule=config.data.schedule)  # fmt: skip
 
 
-def autocast_for(precision: str):
+def device_for(config) -> torch.device:
+    """The device budgetlm's run trained on: CUDA when it is there (train.device auto or cuda)."""
+    wanted = config.train.device
+    return torch.device("cuda" if wanted != "cpu" and torch.cuda.is_available() else "cpu")
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued CUDA work, so a clock read after it times the work (no-op on CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def autocast_for(precision: str, device: torch.device):
     if precision == "bf16":
-        return lambda: torch.autocast("cpu", dtype=torch.bfloat16)
+        return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
     import contextlib
 
     return contextlib.nullcontext
@@ -167,25 +183,30 @@ def nanogpt_lr(step: int, steps: int, lr: float) -> float:
     return lr / 10 + 0.5 * (lr - lr / 10) * (1 + math.cos(math.pi * t))
 
 
-def run_nanogpt(config, data: TrainingData, lr: float, seed: int, seconds: float) -> dict:
-    """The nanoGPT loop, its step count set from 8 timed steps so that it ends on the budget."""
+def run_nanogpt(
+    config, data: TrainingData, lr: float, seed: int, seconds: float, compile: bool = False
+) -> dict:
+    """The nanoGPT loop, its step count set from 8 timed steps so that it ends on the budget;
+    `compile` wraps the model in torch.compile (its compile time counts, as nanoGPT's does)."""
     t0 = time.perf_counter()
+    device = device_for(config)
     torch.manual_seed(seed)
-    model = gpt2_model(config)
+    model = gpt2_model(config).to(device)
+    forward = torch.compile(model) if compile else model
     decay = [p for p in model.parameters() if p.dim() >= 2]
     other = [p for p in model.parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
                              {"params": other, "weight_decay": 0.0}],
                             lr=lr, betas=(0.9, 0.95), fused=True)  # fmt: skip
     sampler, batch = sampler_for(config, data, seed), config.train.batch_size
-    cast = autocast_for(config.train.precision)
+    cast = autocast_for(config.train.precision, device)
 
     def step(i: int, steps: int) -> None:
-        ids = torch.from_numpy(sampler.next_batch(batch).astype(np.int64))
+        ids = torch.from_numpy(sampler.next_batch(batch).astype(np.int64)).to(device)
         for g in opt.param_groups:
             g["lr"] = nanogpt_lr(i, steps, lr)
         with cast():
-            loss = model(input_ids=ids[:, :-1]).logits.float()
+            loss = forward(input_ids=ids[:, :-1]).logits.float()
         loss = torch.nn.functional.cross_entropy(loss.flatten(0, 1), ids[:, 1:].flatten())
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -193,28 +214,34 @@ def run_nanogpt(config, data: TrainingData, lr: float, seed: int, seconds: float
         opt.zero_grad(set_to_none=True)
 
     guess = 10**6  # the schedule's first steps are warm-up whatever the step count
-    for i in range(2):  # the first steps allocate; time the next 8
+    for i in range(2):  # the first steps allocate (and compile); time the next 8
         step(i, guess)
+    synchronize(device)
     t_probe = time.perf_counter()
     for i in range(2, 10):
         step(i, guess)
+    synchronize(device)
     per_step = (time.perf_counter() - t_probe) / 8
     steps = 10 + max(1, int((seconds - (time.perf_counter() - t0)) / per_step))
     i = 10
     while i < steps and time.perf_counter() - t0 < seconds:
         step(i, steps)
         i += 1
+    synchronize(device)
     train_s = time.perf_counter() - t0
     return {"model": model, "steps": i, "tokens": i * batch * config.model.seq_len,
             "train_s": train_s, "planned": steps}  # fmt: skip
 
 
-def run_hf_trainer(config, data: TrainingData, lr: float, seed: int, seconds: float) -> dict:
+def run_hf_trainer(
+    config, data: TrainingData, lr: float, seed: int, seconds: float, compile: bool = False
+) -> dict:
     """transformers' Trainer on LlamaForCausalLM, max_steps from 8 timed steps, stopped at the
-    budget by a callback."""
+    budget by a callback; `compile` is the Trainer's own torch_compile option."""
     from transformers import Trainer, TrainerCallback, TrainingArguments
 
     t0 = time.perf_counter()
+    device = device_for(config)
     torch.manual_seed(seed)
     model = llama_model(config)
     sampler, batch, seq = (
@@ -235,6 +262,7 @@ def run_hf_trainer(config, data: TrainingData, lr: float, seed: int, seconds: fl
             self.limit, self.steps, self.ends = limit, 0, []
 
         def on_step_end(self, args, state, control, **kwargs):
+            synchronize(device)
             self.steps = state.global_step
             self.ends.append(time.perf_counter())
             if self.limit is not None and time.perf_counter() - t0 >= self.limit:
@@ -247,7 +275,8 @@ def run_hf_trainer(config, data: TrainingData, lr: float, seed: int, seconds: fl
                 output_dir=tmp, max_steps=max_steps, learning_rate=lr_now,
                 per_device_train_batch_size=batch, lr_scheduler_type="cosine",
                 warmup_steps=max(1, int(0.03 * max_steps)),
-                bf16=config.train.precision == "bf16", use_cpu=True, report_to=[],
+                bf16=config.train.precision == "bf16", use_cpu=device.type == "cpu",
+                torch_compile=compile, report_to=[],
                 save_strategy="no", eval_strategy="no", logging_strategy="no", seed=seed,
                 dataloader_num_workers=0, disable_tqdm=True,
             )  # fmt: skip
@@ -272,8 +301,8 @@ BASELINES = {"nanogpt": run_nanogpt, "hf-trainer": run_hf_trainer}
 def score(config, data: TrainingData, result: dict, bytes_per_token: dict[str, float]) -> dict:
     losses = validation_loss(
         CausalLoss(result["model"]), data.val, config.model.seq_len,
-        config.eval.tokens_per_domain, config.eval.batch_size, torch.device("cpu"),
-        autocast_for(config.train.precision),
+        config.eval.tokens_per_domain, config.eval.batch_size, device_for(config),
+        autocast_for(config.train.precision, device_for(config)),
     )  # fmt: skip
     bpb = bits_per_byte(losses, bytes_per_token)
     return {
@@ -289,14 +318,20 @@ def score(config, data: TrainingData, result: dict, bytes_per_token: dict[str, f
 # ---------------------------------------------------------------- report
 
 
-def matmul_peak(precision: str, n: int = 2048) -> float:
+def matmul_peak(precision: str, device: torch.device, n: int = 2048) -> float:
+    """FLOP/s of the best of 5 n^3 matmuls in the run's precision on its device (n 8192 on
+    CUDA, where 2048 would not fill the GPU)."""
+    n = 8192 if device.type == "cuda" else n
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a = torch.randn(n, n, dtype=dtype, device=device)
+    b = torch.randn(n, n, dtype=dtype, device=device)
     a @ b
     best = math.inf
     for _ in range(5):
+        synchronize(device)
         t = time.perf_counter()
         a @ b
+        synchronize(device)
         best = min(best, time.perf_counter() - t)
     return 2 * n**3 / best
 
@@ -319,6 +354,12 @@ def main() -> None:
     p.add_argument("--budget", default="90s")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--lrs", type=float, nargs="+", default=[1e-3, 3e-3, 1e-2])
+    p.add_argument(
+        "--compile-baselines",
+        action="store_true",
+        help="torch.compile the baselines (nanoGPT's compile=True; the Trainer's "
+        "torch_compile); their compile time counts in their budget",
+    )
     p.add_argument("--json", type=Path, help="also write the results here")
     args = p.parse_args()
     seconds = parse_budget(args.budget).amount
@@ -335,26 +376,30 @@ def main() -> None:
         start = records_of(read_metrics(run0), "start")[0]
         bpt = start["bytes_per_token"]
         data = open_data(config)
+        compiled = args.compile_baselines
+
+        def trained(fn, lr: float, seed: int) -> dict:
+            return score(config, data, fn(config, data, lr, seed, seconds, compiled), bpt)
 
         results: dict[str, dict] = {}
         for name, fn in BASELINES.items():
             sweep = {}
             for lr in args.lrs:
-                sweep[lr] = score(config, data, fn(config, data, lr, args.seeds[0], seconds), bpt)
+                sweep[lr] = trained(fn, lr, args.seeds[0])
                 print(
                     f"  {name} lr {lr:g}: loss {sweep[lr]['loss']:.3f}, "
                     f"{sweep[lr]['steps']} of {sweep[lr]['planned']} planned steps in "
                     f"{sweep[lr]['train_s']:.0f} s"
                 )
             best = min(sweep, key=lambda lr: sweep[lr]["loss"])
-            runs = [sweep[best]] + [score(config, data, fn(config, data, best, s, seconds), bpt)
-                                    for s in args.seeds[1:]]  # fmt: skip
+            runs = [sweep[best]] + [trained(fn, best, s) for s in args.seeds[1:]]
             results[name] = {"lr": best, "sweep": sweep, "runs": runs}
 
-    peak = matmul_peak(config.train.precision)
+    peak = matmul_peak(config.train.precision, device_for(config))
     fpt = flops_per_token(m)
     print(
-        f"\nbudget {args.budget}, seeds {args.seeds}; matmul peak "
+        f"\nbudget {args.budget}, seeds {args.seeds}, baselines "
+        f"{'compiled' if args.compile_baselines else 'eager'}; matmul peak "
         f"{peak / 1e9:.0f} GFLOP/s ({config.train.precision}); {fpt / 1e6:.1f} MFLOP/token"
     )
     print("| contender | best LR | val loss (nats) | bits/byte | tokens | MFU |")

@@ -35,6 +35,12 @@ class TrainConfig:
     2024). Default: linear for 'wsd', cosine for 'rewarm'; the other schedules fix their own."""
     warmup_fraction: float = 0.05
     """Share of the planned steps spent warming up linearly."""
+    context_warmup: float = 0.0
+    """Share of the planned steps over which the context grows from seq_len/8 to seq_len, in
+    quarters, with the tokens of a step unchanged (train/ramps.py); 0 turns it off."""
+    batch_warmup: float = 0.0
+    """Share of the planned steps over which each step's batch is spent on 4, then 2, then 1
+    optimizer updates (train/ramps.py); 0 turns it off."""
     decay_fraction: float = 0.2
     """Share of the planned steps spent decaying (WSD only; the others decay after warmup)."""
     z_loss: float = 0.0
@@ -85,6 +91,10 @@ class TrainConfig:
     """Softmax temperature of the weights (lower: sharper weighting)."""
 
     def __post_init__(self) -> None:
+        from budgetlm.train.ramps import check_warmup
+
+        check_warmup("train.context_warmup", self.context_warmup)
+        check_warmup("train.batch_warmup", self.batch_warmup)
         if isinstance(self.z_loss, bool) or not isinstance(self.z_loss, int | float):
             raise UserError(f"train.z_loss must be a number >= 0, got {self.z_loss!r}")
         if not self.z_loss >= 0:

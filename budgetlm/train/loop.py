@@ -39,6 +39,7 @@ from budgetlm.train.guard import GuardConfig, LossGuard
 from budgetlm.train.objective import step_losses
 from budgetlm.train.precision import autocast
 from budgetlm.train.progress import Progress, format_duration
+from budgetlm.train.ramps import batch_splits, context_splits
 from budgetlm.train.sharding import (
     gather_optimizer,
     gather_weights,
@@ -190,7 +191,6 @@ class Trainer:
         # must be in the batch source's state to be checkpointed and rolled back).
         self.after_step = after_step
         self.eval_fractions = evaluation.fractions()
-        self.accum = train.batch_size // world // train.micro_batch_size
         self.tokens_per_step = train.batch_size * seq_len
         self.state = TrainState()
         self.guard_cfg = guard or GuardConfig()
@@ -375,6 +375,9 @@ class Trainer:
         self._take_snapshot()
 
     def _optimizer_step(self, lr: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """One scheduled step: this rank's share of the batch, forward and backward, clipping
+        and the update; during a batch warm-up (train/ramps.py) the batch is spent on several
+        updates of equal parts. Returns the batch's mean loss and the last gradient norm."""
         for group in self.optimizer.param_groups:  # AdamW groups may scale it (embeddings)
             group["lr"] = lr * group.get("lr_multiplier", 1.0)
         s = self.state
@@ -383,8 +386,19 @@ class Trainer:
         if self.dist.enabled:
             batch = rank_slice(batch, self.dist.rank, self.dist.world_size)
         batch = torch.from_numpy(batch).to(self.device, non_blocking=True)
+        context = context_splits(progress, self.cfg.context_warmup, self.seq_len)
+        parts = batch.chunk(batch_splits(progress, self.cfg.batch_warmup, len(batch)))
+        total = torch.zeros((), device=self.device)
+        for part in parts:
+            total += self._gradients_of(part, context) / len(parts)
+            grad_norm = self._update()
+        return total, grad_norm
+
+    def _gradients_of(self, batch: torch.Tensor, context: int) -> torch.Tensor:
+        """`_accumulate_gradients`, falling back to eager once if an untried compiled model
+        fails."""
         try:
-            total = self._accumulate_gradients(batch)
+            total = self._accumulate_gradients(batch, context)
         except Exception as e:  # noqa: BLE001 - any failure of an untried compiled model
             if self._eager_fallback is None:
                 raise
@@ -394,8 +408,14 @@ class Trainer:
             )
             self.optimizer.zero_grad(set_to_none=True)
             self.forward, self._eager_fallback = self._eager_fallback, None
-            total = self._accumulate_gradients(batch)
+            total = self._accumulate_gradients(batch, context)
         self._eager_fallback = None  # a compiled step ran: later errors are real errors
+        return total
+
+    def _update(self) -> torch.Tensor:
+        """Clip the gradients, step the optimizer (inside the step rule), clear the gradients;
+        the gradient norm before clipping."""
+        s = self.state
         if self.cfg.grad_clip > 0:
             grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
             grad_norm = local_value(grad_norm)
@@ -407,12 +427,13 @@ class Trainer:
         if self.step_rule is not None:
             self.step_rule.after_step()
         self.optimizer.zero_grad(set_to_none=True)
-        return total, grad_norm
+        return grad_norm
 
-    def _accumulate_gradients(self, batch: torch.Tensor) -> torch.Tensor:
+    def _accumulate_gradients(self, batch: torch.Tensor, context: int = 1) -> torch.Tensor:
         """Forward and backward over the micro-batches of this rank's batch; the mean loss."""
         total = torch.zeros((), device=self.device)
         micros = batch.split(self.cfg.micro_batch_size)
+        accum = len(micros)
         for i, micro in enumerate(micros):
             # Gradients are averaged across ranks once, on the last micro-batch's backward
             sync = i == len(micros) - 1
@@ -427,9 +448,10 @@ class Trainer:
                     self.cfg.sample_weighting_delta,
                     self.cfg.sample_weighting_temperature,
                     self.cfg.z_loss,
+                    context,
                 )
-                (objective / self.accum).backward()
-            total += loss.detach() / self.accum
+                (objective / accum).backward()
+            total += loss.detach() / accum
         return total
 
     def _elapsed(self) -> float:

@@ -19,13 +19,18 @@ def step_losses(
     delta: float = 1.0,
     temperature: float = 1.0,
     z_loss: float = 0.0,
+    context_splits: int = 1,
 ) -> tuple[Tensor, Tensor]:
     """(loss to log, loss to backpropagate) of one micro-batch of [B, T + 1] token windows:
     both the model's mean loss for 'none' (the forward the trainer always made); else the
     unweighted mean and the sample-weighted sum of per-sequence mean losses. A positive
     `z_loss` adds z_loss * mean(logsumexp(logits)^2) to the second only, so logged losses stay
-    comparable (Chowdhery et al., 2022, "PaLM", section 5, use 1e-4)."""
+    comparable (Chowdhery et al., 2022, "PaLM", section 5, use 1e-4). `context_splits` k cuts
+    each row's inputs and targets into k shorter rows (the context warm-up, ramps.py)."""
     inputs, targets = micro[:, :-1], micro[:, 1:]
+    if context_splits > 1:
+        length = inputs.shape[1] // context_splits
+        inputs, targets = inputs.reshape(-1, length), targets.reshape(-1, length)
     penalty: Tensor | None = None
     if z_loss:
         logits = forward(inputs)

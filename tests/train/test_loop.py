@@ -20,11 +20,12 @@ from budgetlm.train.schedules import WarmupStableDecay
 class FixedBatches:
     """The same seeded random batches every time, so two trainers see identical data."""
 
-    def __init__(self, seed=0):
+    def __init__(self, seed=0, seq_len=16):
         self.rng = np.random.default_rng(seed)
+        self.seq_len = seq_len
 
     def next_batch(self, n, progress=0.0):
-        return self.rng.integers(0, 64, size=(n, 17))
+        return self.rng.integers(0, 64, size=(n, self.seq_len + 1))
 
     def state_dict(self):
         return {}
@@ -33,10 +34,12 @@ class FixedBatches:
         pass
 
 
-def make_trainer(tmp_path, micro_batch_size, steps=3, precision="fp32", compile=False):
+def make_trainer(
+    tmp_path, micro_batch_size, steps=3, precision="fp32", compile=False, seq_len=16, **options
+):
     torch.manual_seed(0)
     cfg = ModelConfig(
-        size="custom", d_model=32, n_layers=1, n_heads=2, vocab_size=64, seq_len=16
+        size="custom", d_model=32, n_layers=1, n_heads=2, vocab_size=64, seq_len=seq_len
     ).resolved()
     model = Decoder(cfg)
     train = TrainConfig(
@@ -45,13 +48,14 @@ def make_trainer(tmp_path, micro_batch_size, steps=3, precision="fp32", compile=
         precision=precision,
         lr=1e-2,
         compile=compile,
+        **options,
     )
-    controller = BudgetController(Budget("steps", steps), 8 * 16, 1.0)
+    controller = BudgetController(Budget("steps", steps), 8 * seq_len, 1.0)
     tmp_path.mkdir(exist_ok=True)
     return Trainer(
         model,
         build_adamw(model, train, torch.device("cpu")),
-        FixedBatches(),
+        FixedBatches(seq_len=seq_len),
         WarmupStableDecay(0.0, 0.5),
         controller,
         {"a": np.arange(200) % 64},
@@ -62,7 +66,7 @@ def make_trainer(tmp_path, micro_batch_size, steps=3, precision="fp32", compile=
         MetricsLog(tmp_path / "metrics.jsonl"),
         Progress(io.StringIO()),
         torch.device("cpu"),
-        16,
+        seq_len,
     )
 
 
@@ -224,3 +228,29 @@ def test_a_compilation_failing_in_backward_falls_back_to_eager(tmp_path, monkeyp
     assert any("torch.compile failed (backward compilation failed" in m for m in messages)
     for a, b in zip(plain.model.parameters(), trainer.model.parameters(), strict=True):
         torch.testing.assert_close(a, b)  # the eager retry trained exactly like a plain run
+
+
+def test_a_batch_warmup_spends_early_batches_on_more_updates(tmp_path):
+    # 8 steps, a warm-up over 4 of them in thirds: steps 0-1 take 4 updates of 2 rows, step 2
+    # takes 2 of 4, the rest 1 of 8; each step still reads one batch of 8 rows (the same tokens)
+    trainer = make_trainer(tmp_path, micro_batch_size=8, steps=8, batch_warmup=0.5)
+    rows = []
+    original = trainer._accumulate_gradients
+    trainer._accumulate_gradients = lambda batch, context=1: (
+        rows.append(len(batch)) or original(batch, context)
+    )
+    result = trainer.run()
+    assert rows == [2] * 8 + [4] * 2 + [8] * 5
+    assert result.state.tokens == 8 * 8 * 16
+
+
+def test_a_context_warmup_trains_on_the_same_tokens_in_shorter_rows(tmp_path):
+    # seq_len 64, 4 steps, a warm-up over 3 of them: rows cut in 4 in its first two quarters
+    # (8 would leave rows of 8 tokens; steps 0 and 1), in 2 in its third (step 2), then whole
+    trainer = make_trainer(tmp_path, 8, steps=4, seq_len=64, context_warmup=0.75)
+    shapes = []
+    forward = trainer.forward
+    trainer.forward = lambda idx, *a, **k: shapes.append(tuple(idx.shape)) or forward(idx, *a, **k)
+    result = trainer.run()  # (evaluations call the model itself, not trainer.forward)
+    assert shapes == [(32, 16), (32, 16), (16, 32), (8, 64)]
+    assert result.state.tokens == 4 * 8 * 64
