@@ -8,7 +8,6 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from budgetlm.model.decoder import next_token_loss
 from budgetlm.train.reweight import sample_weights
 
 
@@ -33,13 +32,20 @@ def step_losses(
         inputs, targets = inputs.reshape(-1, length), targets.reshape(-1, length)
     penalty: Tensor | None = None
     if z_loss:
-        logits = forward(inputs)
-        log_z = torch.logsumexp(logits.float(), dim=-1)
+        # One float32 logsumexp serves both terms: cross-entropy is log Z - the target's logit
+        logits = forward(inputs).float()
+        log_z = torch.logsumexp(logits, dim=-1)
         scored = targets != -100
-        penalty = z_loss * (log_z.square() * scored).sum() / scored.sum().clamp(min=1)
+        target_logit = logits.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+        per_token_loss = (log_z - target_logit) * scored
+        count = scored.sum().clamp(min=1)
+        penalty = z_loss * (log_z.square() * scored).sum() / count
 
         def forward(_: Tensor, targets: Tensor, reduction: str = "mean") -> Tensor:
-            return next_token_loss(logits, targets, reduction)
+            if reduction == "none":
+                return per_token_loss
+            total = per_token_loss.sum()
+            return total / count if reduction == "mean" else total
 
     if strategy == "none":
         loss = forward(inputs, targets)
