@@ -81,6 +81,12 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--lrs", type=float, nargs="+", default=[1.5e-3, 3e-3, 6e-3])
     p.add_argument("--only", nargs="+", choices=list(CANDIDATES), help="these candidates only")
+    p.add_argument(
+        "--skip-warmup",
+        action="store_true",
+        help="no unscored first run: when an earlier run here already measured "
+        "this size's precision and compile (the first scored run then pins them)",
+    )
     p.add_argument("--json", type=Path, help="also write the results here")
     args = p.parse_args()
     size = ("--model.size", args.size)
@@ -100,7 +106,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
-        run("warmup", (), args.seeds[0], args.lrs[0])  # decides and caches them
+        if not args.skip_warmup:
+            run("warmup", (), args.seeds[0], args.lrs[0])  # decides and caches them
         sweep = {lr: run(f"adamw-lr{lr:g}", (), args.seeds[0], lr) for lr in args.lrs}
         lr = min(sweep, key=lambda x: sweep[x]["loss"])
         print(f"best AdamW LR {lr:g}; every run after the first: {' '.join(pinned)}")
