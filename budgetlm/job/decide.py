@@ -39,6 +39,7 @@ from budgetlm.train.memory import (
     optimizer_step_bytes,
     state_bytes,
 )
+from budgetlm.train.optim import choose_optimizer
 from budgetlm.train.precision import autocast
 from budgetlm.train.sharding import PARALLEL_MODES
 
@@ -192,6 +193,20 @@ def resolve_vocab(config: RunConfig, tokenizer: Tokenizer) -> None:
             f"model.vocab_size is {config.model.vocab_size} but the tokenizer has "
             f"{tokenizer.vocab_size} tokens; leave model.vocab_size unset"
         )
+
+
+def resolve_optimizer(config: RunConfig, log: Log | None = None) -> None:
+    """Decide train.optimizer 'auto' once, into the config that is saved (train/optim.py
+    choose_optimizer: Muon from scratch, AdamW for a continued, transformers, LoRA or FSDP run)."""
+    if config.train.optimizer != "auto":
+        return
+    continued = config.continual.from_run is not None
+    config.train.optimizer = choose_optimizer(config.train, config.model, continued)
+    if log is not None:
+        why = "training from scratch" if config.train.optimizer == "muon" else "continuing a model"
+        if config.train.optimizer == "adamw" and not continued:
+            why = "a transformers, LoRA or FSDP-sharded model"
+        log(f"optimizer {config.train.optimizer} ({why}; set train.optimizer to choose)")
 
 
 def use_sharding(config: RunConfig, distributed: bool) -> bool:

@@ -34,6 +34,7 @@ from budgetlm.job.curriculum import build_curriculum
 from budgetlm.job.decide import (
     decide_job_settings,
     fit_memory,
+    resolve_optimizer,
     resolve_vocab,
     trainer_autocast,
     use_sharding,
@@ -95,6 +96,7 @@ def run_training(
     # decide what the config leaves open, once (written into the saved config)
     resolve_vocab(config, tokenizer)
     device = resolve_device(config.train.device)
+    resolve_optimizer(config, log if resume is False else None)
     dist = init_distributed(device)
     if dist.enabled and device.type == "cuda":
         device = torch.device("cuda", dist.local_rank)

@@ -15,9 +15,11 @@ class TrainConfig:
 
     lr: float = 3e-3
     """Peak learning rate (of every parameter; Muon's matrices take it times muon_lr_scale)."""
-    optimizer: str = "adamw"
-    """'adamw', or 'muon': Muon for the hidden weight matrices and AdamW for embeddings, output
-    head, norm gains and biases (train/muon.py)."""
+    optimizer: str = "auto"
+    """'adamw', 'muon' (Muon for the hidden weight matrices, AdamW for embeddings, output head,
+    norm gains and biases: train/muon.py), or 'auto': Muon for a native model trained from
+    scratch (it won at equal wall-clock at the nano and ~25M sizes, BENCHMARKS.md), AdamW for
+    a continued, transformers, LoRA or FSDP-sharded model (train/optim.choose_optimizer)."""
     muon_lr_scale: float = 1.0
     """Muon's peak LR as a multiple of `lr`. Muon's update is scaled to AdamW's typical update
     RMS (0.2, "Muon is Scalable for LLM Training", Liu et al., 2025), so AdamW's LR and weight

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, NamedTuple
 
 import torch
 from torch import nn
 
 from budgetlm.errors import UserError, closest
+from budgetlm.model.config import NATIVE_BACKEND, ModelConfig
 from budgetlm.train.config import TrainConfig
 from budgetlm.train.muon import Muon, MuonAdamW
 
 OPTIMIZERS = ("adamw", "muon")
+AUTO = "auto"
 MUON_MOMENTUM = 0.95
 """Nesterov momentum of Muon (Jordan, 2024; also Liu et al., 2025)."""
 
@@ -45,15 +48,34 @@ def split_parameters(model: nn.Module) -> ParameterSplit:
     return split
 
 
+def choose_optimizer(train: TrainConfig, model: ModelConfig, continued: bool = False) -> str:
+    """`train.optimizer`, with 'auto' decided: Muon for budgetlm's native decoder trained from
+    scratch, where it beat AdamW at equal wall-clock at both sizes measured (BENCHMARKS.md,
+    issue 16); AdamW for a model that continues one pre-trained with AdamW (`continued`, a
+    transformers model), for LoRA adapters and for FSDP, which splits the matrices Muon
+    orthogonalises."""
+    if train.optimizer != AUTO:
+        return train.optimizer
+    other = continued or model.backend != NATIVE_BACKEND or model.adapter != "none"
+    return "adamw" if other or train.parallel == "fsdp" else "muon"
+
+
 def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer | MuonAdamW:
     """The optimizer named by `train.optimizer`: AdamW for everything ('adamw'), or Muon for the
-    hidden matrices and AdamW for embeddings, head, gains and biases ('muon'). Every parameter
-    group's "lr" follows the schedule; Muon's groups multiply it by `train.muon_lr_scale`."""
-    if config.optimizer not in OPTIMIZERS:
+    hidden matrices and AdamW for embeddings, head, gains and biases ('muon'); 'auto' as
+    `choose_optimizer` decides for a run from scratch (a job decides it once, before). Every
+    parameter group's "lr" follows the schedule; Muon's groups multiply it by
+    `train.muon_lr_scale`."""
+    if config.optimizer not in (*OPTIMIZERS, AUTO):
         raise UserError(
             f"unknown train.optimizer '{config.optimizer}'{closest(config.optimizer, OPTIMIZERS)}"
-            f"; use one of {', '.join(OPTIMIZERS)}"
+            f"; use one of {', '.join(OPTIMIZERS)} or {AUTO}"
         )
+    if config.optimizer == AUTO:
+        model_config = getattr(model, "config", None)
+        native = isinstance(model_config, ModelConfig)
+        chosen = choose_optimizer(config, model_config) if native else "adamw"
+        config = dataclasses.replace(config, optimizer=chosen)
     if not config.muon_lr_scale > 0:
         raise UserError(f"train.muon_lr_scale must be > 0, got {config.muon_lr_scale}")
     if config.optimizer == "adamw":

@@ -15,6 +15,7 @@ from budgetlm.config import RunConfig, save_config
 from budgetlm.data.prepare.cache import default_cache_dir
 from budgetlm.data.store.dataset import PreparedDataset
 from budgetlm.io import Log
+from budgetlm.job.decide import resolve_optimizer
 from budgetlm.machine.cache import default_measurements_file
 from budgetlm.machine.device import resolve_device
 from budgetlm.machine.precision import choose_precision
@@ -59,6 +60,7 @@ def plan_run(
     also pays for `spent_seconds` already spent and for the measuring done here."""
     started = time.perf_counter()
     budget = parse_budget(config.budget)
+    resolve_optimizer(config)  # the step times measured are those of the optimizer trained with
     _, threads_line = fit_threads()
     law, law_name = load_law(law_path, dataset.path)
     vocab = dataset.tokenizer.vocab_size

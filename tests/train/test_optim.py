@@ -159,3 +159,34 @@ def test_the_default_keeps_two_adamw_groups():
     scaled = build_adamw(model, TrainConfig(embedding_lr_scale=0.5)).param_groups
     assert [g.get("lr_multiplier", 1.0) for g in scaled] == [1.0, 1.0, 0.5]
     assert model.tok_emb.weight in scaled[2]["params"]
+
+
+def test_auto_is_muon_from_scratch_and_adamw_for_what_continues_or_shards() -> None:
+    from budgetlm.train.optim import choose_optimizer
+
+    native = ModelConfig(size="nano").resolved(64)
+    auto = TrainConfig()
+    assert auto.optimizer == "auto"
+    assert choose_optimizer(auto, native) == "muon"
+    assert choose_optimizer(auto, native, continued=True) == "adamw"
+    assert choose_optimizer(TrainConfig(parallel="fsdp"), native) == "adamw"
+    hf = ModelConfig(backend="hf", hf_config={"model_type": "llama"}, adapter="lora")
+    assert choose_optimizer(auto, hf) == "adamw"
+    assert choose_optimizer(TrainConfig(optimizer="adamw"), native) == "adamw"  # obeyed
+
+
+def test_a_job_records_the_optimizer_it_chose(tiny_prepared, tmp_path) -> None:
+    from budgetlm import api
+    from budgetlm.config import load_config
+    from budgetlm.run.directory import load_run_config
+
+    from ..conftest import TINY_MODEL
+
+    values = {**TINY_MODEL, "data.prepared": str(tiny_prepared), "out_dir": str(tmp_path),
+              "name": "auto", "budget": "2steps", "train.batch_size": 4,
+              "train.micro_batch_size": 4, "eval.count": 1, "eval.tokens_per_domain": 64,
+              "samples.max_new_tokens": 2}  # fmt: skip
+    lines = []
+    run = api.pretrain(load_config(None, list(values.items())), log=lines.append).run_dir
+    assert load_run_config(run).train.optimizer == "muon"
+    assert any(line.startswith("optimizer muon (training from scratch") for line in lines)
