@@ -15,11 +15,13 @@ class TrainConfig:
 
     lr: float = 3e-3
     """Peak learning rate (of every parameter; Muon's matrices take it times muon_lr_scale)."""
-    optimizer: str = "auto"
+    optimizer: str = "adamw"
     """'adamw', 'muon' (Muon for the hidden weight matrices, AdamW for embeddings, output head,
     norm gains and biases: train/muon.py), or 'auto': Muon for a native model trained from
     scratch (it won at equal wall-clock at the nano and ~25M sizes, BENCHMARKS.md), AdamW for
-    a continued, transformers, LoRA or FSDP-sharded model (train/optim.choose_optimizer)."""
+    a continued, transformers, LoRA or FSDP-sharded model (train/optim.choose_optimizer). Not
+    yet the default: continuing a Muon-trained run's optimizer state, and DDP's match with
+    one process, do not yet hold for Muon (BENCHMARKS.md)."""
     muon_lr_scale: float = 1.0
     """Muon's peak LR as a multiple of `lr`. Muon's update is scaled to AdamW's typical update
     RMS (0.2, "Muon is Scalable for LLM Training", Liu et al., 2025), so AdamW's LR and weight

@@ -60,8 +60,7 @@ def test_the_nanogpt_baseline_trains_on_the_cpu_and_is_scored(tiny_prepared) -> 
     from budgetlm.config import load_config
     from budgetlm.data.feed.streams import from_dataset
     from budgetlm.data.store.dataset import PreparedDataset
-
-    from ..conftest import TINY_MODEL
+    from tests.conftest import TINY_MODEL
 
     values = {**TINY_MODEL, "train.batch_size": 4, "train.precision": "fp32",
               "train.device": "cpu", "eval.tokens_per_domain": 64}  # fmt: skip

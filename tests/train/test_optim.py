@@ -165,8 +165,7 @@ def test_auto_is_muon_from_scratch_and_adamw_for_what_continues_or_shards() -> N
     from budgetlm.train.optim import choose_optimizer
 
     native = ModelConfig(size="nano").resolved(64)
-    auto = TrainConfig()
-    assert auto.optimizer == "auto"
+    auto = TrainConfig(optimizer="auto")
     assert choose_optimizer(auto, native) == "muon"
     assert choose_optimizer(auto, native, continued=True) == "adamw"
     assert choose_optimizer(TrainConfig(parallel="fsdp"), native) == "adamw"
@@ -185,8 +184,8 @@ def test_a_job_records_the_optimizer_it_chose(tiny_prepared, tmp_path) -> None:
     values = {**TINY_MODEL, "data.prepared": str(tiny_prepared), "out_dir": str(tmp_path),
               "name": "auto", "budget": "2steps", "train.batch_size": 4,
               "train.micro_batch_size": 4, "eval.count": 1, "eval.tokens_per_domain": 64,
-              "samples.max_new_tokens": 2}  # fmt: skip
+              "samples.max_new_tokens": 2, "train.optimizer": "auto"}  # fmt: skip
     lines = []
     run = api.pretrain(load_config(None, list(values.items())), log=lines.append).run_dir
-    assert load_run_config(run).train.optimizer == "muon"
+    assert load_run_config(run, "--out").train.optimizer == "muon"
     assert any(line.startswith("optimizer muon (training from scratch") for line in lines)
