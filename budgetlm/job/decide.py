@@ -201,12 +201,15 @@ def resolve_optimizer(config: RunConfig, log: Log | None = None) -> None:
     if config.train.optimizer != "auto":
         return
     continued = config.continual.from_run is not None
-    config.train.optimizer = choose_optimizer(config.train, config.model, continued)
+    chosen = choose_optimizer(config.train, config.model, continued)
+    config.train.optimizer = chosen
     if log is not None:
-        why = "training from scratch" if config.train.optimizer == "muon" else "continuing a model"
-        if config.train.optimizer == "adamw" and not continued:
-            why = "a transformers, LoRA or FSDP-sharded model"
-        log(f"optimizer {config.train.optimizer} ({why}; set train.optimizer to choose)")
+        why = (
+            "training from scratch" if chosen == "muon"
+            else "continuing a model" if continued
+            else "a transformers, LoRA or FSDP-sharded model"
+        )  # fmt: skip
+        log(f"optimizer {chosen} ({why}; set train.optimizer to choose)")
 
 
 def use_sharding(config: RunConfig, distributed: bool) -> bool:

@@ -96,7 +96,7 @@ def run_training(
     # decide what the config leaves open, once (written into the saved config)
     resolve_vocab(config, tokenizer)
     device = resolve_device(config.train.device)
-    resolve_optimizer(config, log if resume is False else None)
+    resolve_optimizer(config, None if resume else log)
     dist = init_distributed(device)
     if dist.enabled and device.type == "cuda":
         device = torch.device("cuda", dist.local_rank)

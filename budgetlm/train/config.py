@@ -20,8 +20,8 @@ class TrainConfig:
     norm gains and biases: train/muon.py), or 'auto': Muon for a native model trained from
     scratch (it won at equal wall-clock at the nano and ~25M sizes, BENCHMARKS.md), AdamW for
     a continued, transformers, LoRA or FSDP-sharded model (train/optim.choose_optimizer). Not
-    yet the default: continuing a Muon-trained run's optimizer state, and DDP's match with
-    one process, do not yet hold for Muon (BENCHMARKS.md)."""
+    yet the default: DDP's match with one process, and `scale` reusing runs saved with the
+    optimizer it chose, do not yet hold for it (BENCHMARKS.md)."""
     muon_lr_scale: float = 1.0
     """Muon's peak LR as a multiple of `lr`. Muon's update is scaled to AdamW's typical update
     RMS (0.2, "Muon is Scalable for LLM Training", Liu et al., 2025), so AdamW's LR and weight

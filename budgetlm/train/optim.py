@@ -72,9 +72,8 @@ def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimi
             f"; use one of {', '.join(OPTIMIZERS)} or {AUTO}"
         )
     if config.optimizer == AUTO:
-        model_config = getattr(model, "config", None)
-        native = isinstance(model_config, ModelConfig)
-        chosen = choose_optimizer(config, model_config) if native else "adamw"
+        shape = getattr(model, "config", None)  # either backend's ModelConfig, if it has one
+        chosen = choose_optimizer(config, shape) if isinstance(shape, ModelConfig) else "adamw"
         config = dataclasses.replace(config, optimizer=chosen)
     if not config.muon_lr_scale > 0:
         raise UserError(f"train.muon_lr_scale must be > 0, got {config.muon_lr_scale}")
